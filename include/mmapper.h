@@ -1,0 +1,240 @@
+/*
+ * mmapper — chunk-granular virtual address space management for
+ * multithreaded memory allocators and garbage collectors.
+ *
+ * The address space is divided into fixed-size, aligned chunks (4 MiB by
+ * default).  For every chunk the library records one of four states and moves
+ * it between them with exactly one system call per transition:
+ *
+ *     UNMAPPED ──quarantine──► QUARANTINED ──ensure_mapped──► MAPPED ◄──► PROTECTED
+ *         └────────────ensure_mapped / mark_as_mapped──────────►┘  protect / ensure_mapped
+ *     decommit: MAPPED|PROTECTED → QUARANTINED      unmap: any → UNMAPPED
+ *
+ * Conventions shared by every function below:
+ *  - Functions return 0 on success or a negative errno value (-EINVAL,
+ *    -ENOMEM, -EEXIST, ...).  The library never aborts, prints or exits.
+ *  - Ranges [start, start + bytes) are rounded outward to chunk boundaries.
+ *    bytes == 0, an overflowing start + bytes, or a range reaching past
+ *    MMAPPER_ADDRESS_LIMIT is -EINVAL.
+ *  - Every function may be called from any thread at any time.  Callers never
+ *    register threads with anything.
+ *  - On error, every chunk of the range is either in its old or in its new
+ *    state, and the kernel's mappings agree with the recorded state.
+ *  - Chunks are transitioned in ascending address order.  A call that fails
+ *    part-way leaves the chunks before the failure in their new state.
+ *  - Concurrent calls on the same chunk behave as if they ran one after the
+ *    other; each chunk transition makes its system call exactly once.
+ *  - No function calls malloc(); metadata comes straight from mmap, so the
+ *    library can back a malloc implementation.
+ */
+#ifndef MMAPPER_H
+#define MMAPPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(MMAPPER_API)
+#define MMAPPER_API __attribute__((visibility("default")))
+#elif !defined(MMAPPER_API)
+#define MMAPPER_API
+#endif
+
+/*
+ * Addresses at or above this limit are never valid: it covers the largest
+ * user address space Linux offers (57-bit virtual addresses with 5-level page
+ * tables).  On a machine with a smaller address space the kernel itself
+ * refuses mappings above its limit and the call returns -ENOMEM.
+ */
+#define MMAPPER_ADDRESS_LIMIT ((uintptr_t)1 << 57)
+
+/** Opaque mapper handle.  One mapper may be shared by any number of threads. */
+typedef struct mmapper mmapper_t;
+
+/** The recorded state of one chunk. */
+typedef enum {
+    MMAPPER_UNMAPPED = 0, /**< not ours: someone else may map it */
+    MMAPPER_QUARANTINED,  /**< reserved by us, PROT_NONE, no commit charge */
+    MMAPPER_MAPPED,       /**< readable and writable (and executable if asked) */
+    MMAPPER_PROTECTED     /**< mapped but PROT_NONE, contents kept */
+} mmapper_state_t;
+
+/** Protection of a Mapped chunk. */
+typedef enum {
+    MMAPPER_PROT_READ_WRITE = 0,
+    MMAPPER_PROT_READ_WRITE_EXEC
+} mmapper_prot_t;
+
+/** Transparent huge page advice applied to newly mapped or reserved chunks. */
+typedef enum {
+    MMAPPER_HUGE_PAGE_DEFAULT = 0,   /**< no madvise: the kernel's policy */
+    MMAPPER_HUGE_PAGE_TRANSPARENT,   /**< madvise(MADV_HUGEPAGE) */
+    MMAPPER_HUGE_PAGE_NEVER          /**< madvise(MADV_NOHUGEPAGE) */
+} mmapper_huge_page_t;
+
+/**
+ * Options for calls that create mappings.  A NULL pointer or an all-zero
+ * struct means the defaults: read-write, kernel huge page policy, no name.
+ */
+struct mmapper_map_opts {
+    mmapper_prot_t prot;
+    /** Applied with madvise() after the chunks are mapped or reserved. */
+    mmapper_huge_page_t huge_page;
+    /**
+     * VMA name shown in /proc/self/maps as [anon:NAME], set with
+     * prctl(PR_SET_VMA_ANON_NAME).  NULL = no name.  At most
+     * MMAPPER_NAME_MAX - 1 bytes of printable ASCII other than \ ` $ [ ];
+     * anything else is -EINVAL.  On a kernel without CONFIG_ANON_VMA_NAME
+     * names are silently skipped (tried once per mapper).
+     */
+    const char *name;
+};
+
+/** Size limit of a VMA name, including the terminating NUL (the kernel's). */
+#define MMAPPER_NAME_MAX 80
+
+/**
+ * The system-call layer.  Every system call the library makes on chunk memory
+ * goes through one of these function pointers, so tests can count calls and
+ * inject failures.  Each returns 0 or a negative errno and must behave like
+ * the system call it names (the `flags`, `prot` and `advice` arguments are the
+ * kernel's MAP_*, PROT_* and MADV_* values).  `ctx` is passed back unchanged.
+ * Wrappers usually forward to mmapper_os_default().
+ */
+struct mmapper_os {
+    void *ctx;
+    /** mmap(addr, len, prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); *out = result. */
+    int (*mmap)(void *ctx, void *addr, size_t len, int prot, int flags, void **out);
+    int (*munmap)(void *ctx, void *addr, size_t len);
+    int (*mprotect)(void *ctx, void *addr, size_t len, int prot);
+    int (*madvise)(void *ctx, void *addr, size_t len, int advice);
+    /** prctl(PR_SET_VMA_ANON_NAME, ...): -EINVAL when the kernel lacks it. */
+    int (*set_name)(void *ctx, void *addr, size_t len, const char *name);
+};
+
+/**
+ * Mapper configuration.  A NULL pointer or an all-zero struct means defaults.
+ */
+struct mmapper_config {
+    /** log2 of the chunk size: 0 means 22 (4 MiB); otherwise between
+     *  log2(page size) and 30 inclusive, else -EINVAL. */
+    unsigned log_chunk_bytes;
+    /** Never call PR_SET_VMA_ANON_NAME, even when a name is given. */
+    bool disable_names;
+    /** System-call layer; NULL means the real kernel.  Must outlive the mapper. */
+    const struct mmapper_os *os;
+};
+
+/** The real kernel's system-call layer (what a NULL config->os means). */
+MMAPPER_API const struct mmapper_os *mmapper_os_default(void);
+
+/**
+ * Create a mapper.  *out receives the handle.  -EINVAL for a NULL out or a bad
+ * config, -ENOMEM when metadata cannot be mapped.  Creating a mapper makes no
+ * system call on chunk memory: every chunk starts Unmapped.
+ */
+MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out);
+
+/**
+ * Free every byte of the mapper's metadata.  Chunk memory is neither mapped
+ * nor unmapped: whatever is mapped stays mapped.  No other thread may use the
+ * mapper during or after this call.  NULL is ignored.
+ */
+MMAPPER_API void mmapper_destroy(mmapper_t *m);
+
+/** Chunk size in bytes (a power of two), or 0 for a NULL mapper. */
+MMAPPER_API size_t mmapper_granularity(const mmapper_t *m);
+
+/**
+ * Make every chunk of the range Mapped:
+ *  Unmapped    → fresh zero-filled mapping, made with MAP_FIXED_NOREPLACE so it
+ *                never replaces a mapping the library does not own (-EEXIST);
+ *  Quarantined → committed (mprotect), zero-filled;
+ *  Protected   → access restored, contents kept;
+ *  Mapped      → nothing (no lock, no system call; protection is not changed).
+ * Options apply to chunks this call transitions.  Returns only once every chunk
+ * is usable, also when another thread is mapping the same chunks.
+ */
+MMAPPER_API int mmapper_ensure_mapped(mmapper_t *m, void *start, size_t bytes,
+                                      const struct mmapper_map_opts *o);
+
+/**
+ * Reserve the Unmapped chunks of the range (PROT_NONE, MAP_NORESERVE: no commit
+ * charge) so nobody else can map there; chunks in any other state are left
+ * alone.  -EEXIST if a foreign mapping is in the way.  o->prot is ignored.
+ */
+MMAPPER_API int mmapper_quarantine(mmapper_t *m, void *start, size_t bytes,
+                                   const struct mmapper_map_opts *o);
+
+/**
+ * Find a free, chunk-aligned range of `bytes` bytes anywhere in the address
+ * space, reserve it as with mmapper_quarantine(), and store its start in *out.
+ * bytes must be a non-zero multiple of the chunk size (-EINVAL otherwise).
+ */
+MMAPPER_API int mmapper_quarantine_anywhere(mmapper_t *m, size_t bytes,
+                                            const struct mmapper_map_opts *o,
+                                            void **out);
+
+/**
+ * Record that the caller mapped the range itself, read-write: every chunk
+ * becomes Mapped with no system call.  The caller is responsible for the
+ * kernel really having it mapped.
+ */
+MMAPPER_API int mmapper_mark_as_mapped(mmapper_t *m, void *start, size_t bytes);
+
+/**
+ * Mapped → Protected (PROT_NONE, contents kept); Protected → nothing.
+ * -EINVAL, with nothing changed, if a chunk is Unmapped or Quarantined.
+ */
+MMAPPER_API int mmapper_protect(mmapper_t *m, void *start, size_t bytes);
+
+/**
+ * Mapped or Protected → Quarantined: the memory goes back to the OS, the
+ * reservation stays, the next ensure_mapped yields zeroes.  Quarantined →
+ * nothing.  -EINVAL, with nothing changed, if a chunk is Unmapped.
+ */
+MMAPPER_API int mmapper_decommit(mmapper_t *m, void *start, size_t bytes);
+
+/**
+ * Any state → Unmapped: the address range is given back to the kernel.
+ * Unmapped chunks are left alone (memory the library does not own is never
+ * unmapped).  Metadata of address ranges left entirely Unmapped is freed.
+ */
+MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes);
+
+/**
+ * True if the chunk containing addr is Mapped.  Lock-free, makes no store to
+ * shared memory; a true result means the memory at addr was readable and
+ * writable at the moment of the check (acquire ordering with the transition).
+ * False for a NULL mapper or an address outside the user address space.
+ */
+MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr);
+
+/** The recorded state of the chunk containing addr (lock-free, like is_mapped). */
+MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr);
+
+/** Counters and gauges.  System-call counters count attempts, failed or not. */
+struct mmapper_stats {
+    uint64_t mmap_calls, munmap_calls, mprotect_calls, madvise_calls, name_calls;
+    /** Chunks currently in each non-Unmapped state. */
+    uint64_t chunks_quarantined, chunks_mapped, chunks_protected;
+    /** Live slabs (groups of chunk states), slots of the slab hash table. */
+    uint64_t slabs, table_capacity;
+    /** Bytes of memory held for metadata, including the mapper itself. */
+    uint64_t metadata_bytes;
+};
+
+/** Fill *out with a snapshot (each field read atomically; not one instant). */
+MMAPPER_API void mmapper_get_stats(const mmapper_t *m, struct mmapper_stats *out);
+
+/** A static, human-readable message for 0 or a negative errno returned here. */
+MMAPPER_API const char *mmapper_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MMAPPER_H */

@@ -1,0 +1,533 @@
+/*
+ * The public entry points: validate, round to chunks, and drive every chunk
+ * of the range through its transition.
+ *
+ * Each call first scans its range lock-free (scan()): if every chunk is
+ * already where the call wants it, it returns without a lock or a store
+ * (the fast path of ensure_mapped on Mapped memory).  Otherwise it walks the
+ * range (walk()) slab by slab in ascending address order, locking each slab
+ * and re-reading its states under the lock.  Adjacent chunks that need the
+ * same syscall form a run, and a run is one syscall even across slabs: the
+ * walker keeps the lock of every slab the pending run covers.  Locks are
+ * always taken in ascending address order, so walkers cannot deadlock, and
+ * the table lock is only ever taken inside slab locks.
+ *
+ * Memory orders: a state is published with a release store after the
+ * syscall that makes it true; readers load it with acquire.  So a thread
+ * that sees Mapped also sees the mapping (and can touch the memory).  State
+ * bytes are only written under their slab's lock, so writers read them
+ * relaxed.
+ */
+#include "config.h"
+
+#include "mapper.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "chunk_state.h"
+
+#define CHUNK_INDEX_MASK (SLAB_CHUNKS - 1)
+
+struct chunk_range {
+    uintptr_t first, end;        /* chunk indices, end exclusive */
+};
+
+static int to_chunks(const mmapper_t *m, const void *start, size_t bytes,
+                     struct chunk_range *r)
+{
+    uintptr_t s = (uintptr_t)start;
+    if (!m || bytes == 0 || s > UINTPTR_MAX - bytes || s + bytes > MMAPPER_ADDRESS_LIMIT)
+        return -EINVAL;
+    r->first = s >> m->chunk_shift;
+    r->end = ((s + bytes - 1) >> m->chunk_shift) + 1;
+    return 0;
+}
+
+static void *chunk_addr(const mmapper_t *m, uintptr_t chunk)
+{
+    return (void *)(chunk << m->chunk_shift);
+}
+
+static int check_opts(const struct mmapper_map_opts *o)
+{
+    if (!o)
+        return 0;
+    if ((unsigned)o->prot > MMAPPER_PROT_READ_WRITE_EXEC ||
+        (unsigned)o->huge_page > MMAPPER_HUGE_PAGE_NEVER ||
+        (o->name && !os_name_valid(o->name)))
+        return -EINVAL;
+    return 0;
+}
+
+/* ---- lock-free reads ---------------------------------------------------- */
+
+/* The raw state byte (CHUNK_LEAVING included) of the chunk holding addr. */
+static inline unsigned state_at(const mmapper_t *m, const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    if (!m || a >= MMAPPER_ADDRESS_LIMIT)
+        return MMAPPER_UNMAPPED;
+    uintptr_t chunk = a >> m->chunk_shift;
+    rcu_read_enter();
+    const struct slab *s = slab_table_lookup(&m->table, chunk >> SLAB_LOG_CHUNKS);
+    /* Acquire: pairs with the release in record(); a caller that sees
+     * Mapped may touch the memory the syscall mapped. */
+    unsigned st = s ? atomic_load_explicit(&s->state[chunk & CHUNK_INDEX_MASK],
+                                           memory_order_acquire)
+                    : MMAPPER_UNMAPPED;
+    rcu_read_exit();
+    return st;
+}
+
+MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr)
+{
+    return state_at(m, addr) == MMAPPER_MAPPED;   /* not while LEAVING */
+}
+
+MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr)
+{
+    return (mmapper_state_t)(state_at(m, addr) & CHUNK_STATE_MASK);
+}
+
+/* 1 if op has nothing to do on any chunk of r, 0 if it has, or the error an
+ * illegal chunk gives.  No lock, no store.  Acquire loads, as in state_at():
+ * returning 1 for ensure_mapped promises usable memory. */
+static int scan(const mmapper_t *m, enum chunk_op op, struct chunk_range r)
+{
+    int verdict = 1;
+    rcu_read_enter();
+    for (uintptr_t c = r.first; c < r.end && verdict >= 0;) {
+        uintptr_t key = c >> SLAB_LOG_CHUNKS;
+        uintptr_t stop = (key + 1) << SLAB_LOG_CHUNKS;
+        if (stop > r.end)
+            stop = r.end;
+        const struct slab *s = slab_table_lookup(&m->table, key);
+        for (; c < stop; c++) {
+            unsigned st = s ? atomic_load_explicit(&s->state[c & CHUNK_INDEX_MASK],
+                                                   memory_order_acquire)
+                            : MMAPPER_UNMAPPED;
+            enum chunk_action a = chunk_action(op, st);
+            if (a == ACT_ILLEGAL || a == ACT_CONFLICT) {
+                verdict = a == ACT_ILLEGAL ? -EINVAL : -EEXIST;
+                break;
+            }
+            if (a != ACT_NONE)
+                verdict = 0;
+            if (!s)
+                c = stop - 1;   /* a missing slab is Unmapped throughout */
+        }
+    }
+    rcu_read_exit();
+    return verdict;
+}
+
+/* ---- the locking walk --------------------------------------------------- */
+
+struct walk {
+    mmapper_t *m;
+    enum chunk_op op;
+    unsigned target;                       /* mmapper_state_t after op */
+    const struct mmapper_map_opts *opts;
+    struct slab *held, *held_last;         /* locked slabs, ascending */
+    uintptr_t run_first, run_len;          /* chunks waiting for one syscall */
+    enum chunk_action run_act;
+    uintptr_t stopped_at;                  /* on error: first chunk not done */
+};
+
+static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **out)
+{
+    struct slab_table *t = &w->m->table;
+    for (;;) {
+        struct slab *s = slab_table_lookup(t, key);
+        if (!s) {
+            if (!create) {
+                *out = NULL;
+                return 0;
+            }
+            int err = slab_table_get_or_create(t, key, &s);
+            if (err)
+                return err;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (!s->dead) {
+            s->held_next = NULL;
+            if (w->held_last)
+                w->held_last->held_next = s;
+            else
+                w->held = s;
+            w->held_last = s;
+            *out = s;
+            return 0;
+        }
+        /* Removed since we found it: the table no longer has it, so the
+         * next lookup finds its successor or nothing. */
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* Unlock held slabs below key; a slab left with no live chunk leaves the
+ * table (freed after a grace period, in slab_table_reclaim). */
+static void release_below(struct walk *w, uintptr_t key)
+{
+    while (w->held && w->held->key < key) {
+        struct slab *s = w->held;
+        w->held = s->held_next;
+        if (!w->held)
+            w->held_last = NULL;
+        if (s->live == 0)
+            slab_table_remove(&w->m->table, s);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+static struct slab *held_slab(const struct walk *w, uintptr_t key)
+{
+    struct slab *s = w->held;
+    while (s->key != key)
+        s = s->held_next;
+    return s;
+}
+
+/* Store the new state of chunk c (slab s locked) and keep the counts. */
+static void record(struct walk *w, struct slab *s, uintptr_t c, unsigned state)
+{
+    chunk_state_t *p = &s->state[c & CHUNK_INDEX_MASK];
+    unsigned old = atomic_load_explicit(p, memory_order_relaxed) & CHUNK_STATE_MASK;
+    /* Release: pairs with the acquire loads of state_at() and scan(); the
+     * syscall that made `state` true happens before any use of it. */
+    atomic_store_explicit(p, (uint8_t)state, memory_order_release);
+    s->live += (state != MMAPPER_UNMAPPED) - (old != MMAPPER_UNMAPPED);
+    if (old != MMAPPER_UNMAPPED)
+        gauge_add(&w->m->counters.chunks[old], -1);
+    if (state != MMAPPER_UNMAPPED)
+        gauge_add(&w->m->counters.chunks[state], 1);
+}
+
+/* Chunks [first, first+n) of the pending run: record `done` of them in the
+ * target state and restore the rest (dropping CHUNK_LEAVING). */
+static void settle(struct walk *w, uintptr_t first, uintptr_t n, uintptr_t done)
+{
+    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
+    for (uintptr_t c = first; c < first + n; c++) {
+        if (c != first && (c & CHUNK_INDEX_MASK) == 0)
+            s = s->held_next;   /* a run's slabs are consecutive and held */
+        if (c < first + done) {
+            record(w, s, c, w->target);
+        } else {
+            chunk_state_t *p = &s->state[c & CHUNK_INDEX_MASK];
+            /* Relaxed: the state goes back to a value readers saw before,
+             * and the memory never went away. */
+            atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) &
+                                         CHUNK_STATE_MASK, memory_order_relaxed);
+        }
+    }
+}
+
+/* Before access is revoked, Mapped chunks of the run stop reading as Mapped,
+ * so that is_mapped() never answers true for memory already gone. */
+static void mark_leaving(struct walk *w, uintptr_t first, uintptr_t n)
+{
+    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
+    for (uintptr_t c = first; c < first + n; c++) {
+        if (c != first && (c & CHUNK_INDEX_MASK) == 0)
+            s = s->held_next;
+        chunk_state_t *p = &s->state[c & CHUNK_INDEX_MASK];
+        unsigned st = atomic_load_explicit(p, memory_order_relaxed);
+        if (st == MMAPPER_MAPPED)
+            atomic_store_explicit(p, (uint8_t)(st | CHUNK_LEAVING), memory_order_relaxed);
+    }
+    /* The stores above must be visible to every reader before the syscall
+     * takes the memory away; a seq_cst fence orders them before it. */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+static int apply_attrs(struct mm_os *os, void *addr, size_t len,
+                       const struct mmapper_map_opts *o)
+{
+    if (!o)
+        return 0;
+    int err = os_advise_huge(os, addr, len, o->huge_page);
+    return err ? err : os_set_name(os, addr, len, o->name);
+}
+
+/* One syscall (plus huge page advice and name for new mappings).  *applied
+ * tells whether the kernel is now in the target state: a failed attribute is
+ * rolled back, and only if the rollback fails too is the new state kept. */
+static int run_syscall(struct walk *w, enum chunk_action act, void *addr, size_t len,
+                       bool *applied)
+{
+    struct mm_os *os = &w->m->os;
+    mmapper_prot_t prot = w->opts ? w->opts->prot : MMAPPER_PROT_READ_WRITE;
+    int err;
+    switch (act) {
+    case ACT_MAP_FRESH:
+    case ACT_RESERVE:
+        err = act == ACT_MAP_FRESH ? os_map_fresh(os, addr, len, prot) : os_reserve(os, addr, len);
+        if (!err && (err = apply_attrs(os, addr, len, w->opts)) != 0) {
+            *applied = os_unmap(os, addr, len) != 0;
+            return err;
+        }
+        break;
+    case ACT_COMMIT:
+        err = os_commit(os, addr, len, prot);
+        if (!err && (err = apply_attrs(os, addr, len, w->opts)) != 0) {
+            *applied = os_protect(os, addr, len) != 0;   /* Q and P are PROT_NONE */
+            return err;
+        }
+        break;
+    case ACT_PROTECT:
+        err = os_protect(os, addr, len);
+        break;
+    case ACT_DECOMMIT:
+        err = os_decommit(os, addr, len);
+        break;
+    case ACT_UNMAP:
+        err = os_unmap(os, addr, len);
+        break;
+    default:   /* ACT_RECORD: the record is all there is */
+        err = 0;
+        break;
+    }
+    *applied = err == 0;
+    return err;
+}
+
+/* Make the pending run's syscall and record its outcome. */
+static int flush_run(struct walk *w)
+{
+    uintptr_t first = w->run_first, n = w->run_len;
+    enum chunk_action act = w->run_act;
+    if (n == 0)
+        return 0;
+    w->run_len = 0;
+    if (chunk_action_revokes(act))
+        mark_leaving(w, first, n);
+
+    unsigned shift = w->m->chunk_shift;
+    bool applied;
+    int err = run_syscall(w, act, chunk_addr(w->m, first), n << shift, &applied);
+    uintptr_t done = applied ? n : 0;
+    if (err && !applied && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
+        /* mprotect over several VMAs may have changed some before failing.
+         * Redo it chunk by chunk (mprotect is idempotent) to learn exactly
+         * which chunks made it; a transient failure is absorbed. */
+        for (done = 0; done < n; done++) {
+            err = run_syscall(w, act, chunk_addr(w->m, first + done), (size_t)1 << shift,
+                              &applied);
+            if (err) {
+                done += applied;
+                break;
+            }
+        }
+    }
+    settle(w, first, n, done);
+    if (err)
+        w->stopped_at = first + done;
+    return err;
+}
+
+/*
+ * Move every chunk of r as op says.  The whole slab part is checked under the
+ * lock before any syscall in it, so an illegal chunk found there changes
+ * nothing in that slab.  On error *stopped_at (if given) is the first chunk
+ * of the range that was not moved because of it; all chunks before it are
+ * in the target state.
+ */
+static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
+                const struct mmapper_map_opts *o, uintptr_t *stopped_at)
+{
+    struct walk w = { .m = m, .op = op, .target = chunk_op_target(op), .opts = o,
+                      .stopped_at = UINTPTR_MAX };
+    enum chunk_action on_unmapped = chunk_action(op, MMAPPER_UNMAPPED);
+    bool creates = on_unmapped != ACT_NONE && on_unmapped != ACT_ILLEGAL;
+    int err = 0;
+    uintptr_t c = r.first;
+
+    rcu_read_enter();
+    while (c < r.end && !err) {
+        uintptr_t key = c >> SLAB_LOG_CHUNKS;
+        uintptr_t stop = (key + 1) << SLAB_LOG_CHUNKS;
+        if (stop > r.end)
+            stop = r.end;
+        struct slab *s;
+        if ((err = lock_slab(&w, key, creates, &s)) != 0)
+            break;
+        if (!s) {
+            /* No slab: all Unmapped, and op leaves Unmapped alone or
+             * refuses it.  Either way a run cannot span the gap. */
+            if (on_unmapped == ACT_ILLEGAL)
+                err = -EINVAL;
+            else if ((err = flush_run(&w)) == 0)
+                c = stop;
+        } else {
+            for (uintptr_t x = c; x < stop && !err; x++) {
+                enum chunk_action a = chunk_action(
+                    op, atomic_load_explicit(&s->state[x & CHUNK_INDEX_MASK],
+                                             memory_order_relaxed));
+                if (a == ACT_ILLEGAL || a == ACT_CONFLICT)
+                    err = a == ACT_ILLEGAL ? -EINVAL : -EEXIST;
+            }
+            for (; c < stop && !err; c++) {
+                enum chunk_action a = chunk_action(
+                    op, atomic_load_explicit(&s->state[c & CHUNK_INDEX_MASK],
+                                             memory_order_relaxed));
+                if ((a == ACT_NONE || a != w.run_act) && (err = flush_run(&w)) != 0)
+                    break;
+                if (a == ACT_NONE)
+                    continue;
+                if (w.run_len == 0) {
+                    w.run_first = c;
+                    w.run_act = a;
+                }
+                w.run_len++;
+            }
+        }
+        if (!err)   /* keep only the slabs the pending run still needs */
+            release_below(&w, w.run_len ? w.run_first >> SLAB_LOG_CHUNKS : UINTPTR_MAX);
+    }
+    if (!err)
+        err = flush_run(&w);
+    else if (w.stopped_at == UINTPTR_MAX)   /* the error came before a syscall */
+        w.stopped_at = w.run_len ? w.run_first : c;
+    release_below(&w, UINTPTR_MAX);
+    rcu_read_exit();
+    slab_table_reclaim(&m->table);   /* outside the read-side section */
+    if (err && stopped_at)
+        *stopped_at = w.stopped_at;
+    return err;
+}
+
+static int transition(mmapper_t *m, enum chunk_op op, const void *start, size_t bytes,
+                      const struct mmapper_map_opts *o)
+{
+    struct chunk_range r;
+    int err = to_chunks(m, start, bytes, &r);
+    if (err || (err = check_opts(o)) != 0)
+        return err;
+    int verdict = scan(m, op, r);
+    if (verdict != 0)
+        return verdict < 0 ? verdict : 0;
+    return walk(m, op, r, o, NULL);
+}
+
+/* ---- the public API ----------------------------------------------------- */
+
+MMAPPER_API int mmapper_ensure_mapped(mmapper_t *m, void *start, size_t bytes,
+                                      const struct mmapper_map_opts *o)
+{
+    return transition(m, OP_MAP, start, bytes, o);
+}
+
+MMAPPER_API int mmapper_quarantine(mmapper_t *m, void *start, size_t bytes,
+                                   const struct mmapper_map_opts *o)
+{
+    return transition(m, OP_QUARANTINE, start, bytes, o);
+}
+
+MMAPPER_API int mmapper_mark_as_mapped(mmapper_t *m, void *start, size_t bytes)
+{
+    return transition(m, OP_MARK, start, bytes, NULL);
+}
+
+MMAPPER_API int mmapper_protect(mmapper_t *m, void *start, size_t bytes)
+{
+    return transition(m, OP_PROTECT, start, bytes, NULL);
+}
+
+MMAPPER_API int mmapper_decommit(mmapper_t *m, void *start, size_t bytes)
+{
+    return transition(m, OP_DECOMMIT, start, bytes, NULL);
+}
+
+MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes)
+{
+    return transition(m, OP_UNMAP, start, bytes, NULL);
+}
+
+MMAPPER_API int mmapper_quarantine_anywhere(mmapper_t *m, size_t bytes,
+                                            const struct mmapper_map_opts *o, void **out)
+{
+    if (!m || !out || bytes == 0 || (bytes & (mmapper_granularity(m) - 1)))
+        return -EINVAL;
+    int err = check_opts(o);
+    if (err)
+        return err;
+    void *p;
+    if ((err = os_reserve_aligned(&m->os, bytes, mmapper_granularity(m), &p)) != 0)
+        return err;
+    struct chunk_range r;
+    if (to_chunks(m, p, bytes, &r) != 0) {
+        os_unmap(&m->os, p, bytes);   /* beyond what we can record */
+        return -ENOMEM;
+    }
+    /* Attributes before the record: until then nobody else knows the range. */
+    if ((err = apply_attrs(&m->os, p, bytes, o)) != 0) {
+        os_unmap(&m->os, p, bytes);
+        return err;
+    }
+    uintptr_t stopped;
+    if ((err = walk(m, OP_ADOPT, r, NULL, &stopped)) != 0) {
+        /* The kernel gave us chunks our records call taken (memory marked
+         * mapped and then unmapped behind our back), or metadata ran out.
+         * Hand back what we adopted through the mapper, the rest directly. */
+        if (stopped > r.first)
+            walk(m, OP_UNMAP, (struct chunk_range){ r.first, stopped }, NULL, NULL);
+        os_unmap(&m->os, chunk_addr(m, stopped), (r.end - stopped) << m->chunk_shift);
+        return err;
+    }
+    *out = p;
+    return 0;
+}
+
+MMAPPER_API size_t mmapper_granularity(const mmapper_t *m)
+{
+    return m ? (size_t)1 << m->chunk_shift : 0;
+}
+
+static const struct mmapper_os *check_os(const struct mmapper_os *os)
+{
+    if (!os)
+        return mmapper_os_default();
+    if (!os->mmap || !os->munmap || !os->mprotect || !os->madvise || !os->set_name)
+        return NULL;
+    return os;
+}
+
+MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    unsigned log_page = (unsigned)__builtin_ctzl(os_page_size());
+    unsigned log_chunk = cfg && cfg->log_chunk_bytes ? cfg->log_chunk_bytes : 22;
+    const struct mmapper_os *os = check_os(cfg ? cfg->os : NULL);
+    if (log_chunk < log_page || log_chunk > 30 || !os)
+        return -EINVAL;
+
+    size_t bytes = meta_pages_round(sizeof(struct mmapper));
+    mmapper_t *m;
+    int err = os_meta_map(bytes, (void **)&m);
+    if (err)
+        return err;
+    /* Fresh pages are zero: the counters start at 0. */
+    m->chunk_shift = log_chunk;
+    m->slab_shift = log_chunk + SLAB_LOG_CHUNKS;
+    m->self_bytes = bytes;
+    os_init(&m->os, os, &m->counters, cfg && cfg->disable_names);
+    if ((err = slab_table_init(&m->table, &m->counters)) != 0) {
+        os_meta_unmap(m, bytes);
+        return err;
+    }
+    counter_add(&m->counters.metadata_bytes, bytes);
+    *out = m;
+    return 0;
+}
+
+MMAPPER_API void mmapper_destroy(mmapper_t *m)
+{
+    if (!m)
+        return;
+    slab_table_fini(&m->table);
+    os_meta_unmap(m, m->self_bytes);
+}

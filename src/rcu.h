@@ -1,0 +1,70 @@
+/*
+ * The one place that names the liburcu flavour.
+ *
+ * Flavour: bulletproof (urcu-bp).  Our callers are arbitrary allocator
+ * threads that never register with RCU; urcu-bp registers a thread on its
+ * first read-side lock and notices thread exit itself.  The other flavours
+ * silently ignore unregistered readers (../shared/README.md), which would let
+ * a grace period end under a reader's feet.
+ *
+ * The read-side lock is inlined (_LGPL_SOURCE) and the library is built with
+ * -ftls-model=initial-exec, so a lock/unlock pair costs a few ns.
+ *
+ * Pointers published to readers are stored with memory_order_release and
+ * loaded with memory_order_acquire (rcu_publish / rcu_fetch) rather than
+ * through rcu_assign_pointer/rcu_dereference: the same ordering, but visible
+ * to ThreadSanitizer, which cannot see liburcu's inline asm and volatile
+ * accesses.  TSan also cannot know that a grace period orders every reader
+ * before the free that follows it; rcu_read_exit() and rcu_wait_for_readers()
+ * tell it with a release/acquire pair on one token.
+ */
+#ifndef MMAPPER_RCU_H
+#define MMAPPER_RCU_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
+#include <urcu/urcu-bp.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define MM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MM_TSAN 1
+#endif
+#endif
+
+#ifdef MM_TSAN
+#include <sanitizer/tsan_interface.h>
+extern char mm_rcu_grace_period_token;
+#define MM_TSAN_RELEASE() __tsan_release(&mm_rcu_grace_period_token)
+#define MM_TSAN_ACQUIRE() __tsan_acquire(&mm_rcu_grace_period_token)
+#else
+#define MM_TSAN_RELEASE() ((void)0)
+#define MM_TSAN_ACQUIRE() ((void)0)
+#endif
+
+#define rcu_publish(slot, value) atomic_store_explicit((slot), (value), memory_order_release)
+#define rcu_fetch(slot) atomic_load_explicit((slot), memory_order_acquire)
+
+static inline void rcu_read_enter(void)
+{
+    urcu_bp_read_lock();
+}
+
+static inline void rcu_read_exit(void)
+{
+    MM_TSAN_RELEASE();   /* everything this reader did happens before ... */
+    urcu_bp_read_unlock();
+}
+
+/* Wait until every read-side critical section that might still see an
+ * object unpublished before this call has ended.  Never call it inside a
+ * read-side section or while holding a lock a reader may wait for. */
+static inline void rcu_wait_for_readers(void)
+{
+    urcu_bp_synchronize_rcu();
+    MM_TSAN_ACQUIRE();   /* ... the frees that follow the grace period. */
+}
+
+#endif
