@@ -1,0 +1,50 @@
+/*
+ * A counting, fault-injecting OS layer for tests.  It forwards to the real
+ * kernel (mmapper_os_default()) and can:
+ *  - count every call by kind;
+ *  - fail the n-th call of a kind (or of any kind) from now on, once or for
+ *    every later call too ("sticky"), with a chosen errno;
+ *  - behave like a pre-4.17 kernel that ignores MAP_FIXED_NOREPLACE;
+ *  - behave like a kernel without CONFIG_ANON_VMA_NAME;
+ *  - enforce a fake vm.max_map_count (ENOMEM once /proc/self/maps has that
+ *    many lines), to test running out of VMAs without exhausting the real one.
+ * All of it is thread-safe.
+ */
+#ifndef MMAPPER_TEST_OS_H
+#define MMAPPER_TEST_OS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mmapper.h"
+
+enum test_os_call { TOS_MMAP, TOS_MUNMAP, TOS_MPROTECT, TOS_MADVISE, TOS_SET_NAME, TOS_NCALLS,
+                    TOS_ANY = -1 };
+
+struct test_os {
+    struct mmapper_os os;                 /* give &t->os to mmapper_create */
+    _Atomic uint64_t calls[TOS_NCALLS];
+    _Atomic uint64_t noreplace_maps;      /* successful MAP_FIXED_NOREPLACE mmaps */
+    _Atomic uint64_t faults;              /* failures injected so far */
+    /* Fault plan: fail the matching call number fail_at (1-based, counted
+     * from test_os_fail), and every later one if sticky. */
+    _Atomic int fail_call;
+    _Atomic long fail_countdown;          /* <= 0: disarmed */
+    _Atomic int fail_errno;
+    _Atomic bool fail_sticky;
+    _Atomic bool failing;                 /* sticky fault has fired */
+    _Atomic bool ignore_noreplace;
+    _Atomic bool names_unsupported;
+    _Atomic long max_map_count;           /* 0: no fake limit */
+};
+
+void test_os_init(struct test_os *t);
+/* Fail the at-th call (1-based) of kind `call` (or TOS_ANY) with -err. */
+void test_os_fail(struct test_os *t, int call, long at, int err, bool sticky);
+void test_os_clear_faults(struct test_os *t);
+uint64_t test_os_calls(struct test_os *t, enum test_os_call call);
+uint64_t test_os_total_calls(struct test_os *t);
+void test_os_reset_counts(struct test_os *t);
+
+#endif
