@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One-command set-up for a fresh Debian 12 machine (root, or a user with sudo):
+# installs what is missing, builds, and then
+#   bench  runs `make bench` (the quick profile, under 2 minutes on 2 cores);
+#   check  runs the whole test suite: `make check` (gcc), then the
+#          ThreadSanitizer pass (gcc), then AddressSanitizer+UBSan (clang),
+#          then `make distcheck`.
+# Builds go to build/, build-tsan/, build-asan/ beside this script's repo.
+# Warnings are errors in every build.
+set -euo pipefail
+
+mode=${1:-check}
+case "$mode" in bench|check) ;; *) echo "usage: $0 bench|check" >&2; exit 2 ;; esac
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
+          liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "== installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== autogen"
+./autogen.sh >/dev/null 2>&1 || ./autogen.sh
+
+build() {   # build DIR [configure args...]
+    local dir=$1; shift
+    echo "== configure $dir: $*"
+    mkdir -p "$dir"
+    (cd "$dir" && "$root/configure" -q --enable-werror "$@" && make -s -j"$jobs")
+}
+
+if [ "$mode" = bench ]; then
+    build build
+    make -s -C build bench
+    exit 0
+fi
+
+build build
+echo "== make check (gcc)"
+make -s -C build -j"$jobs" check || { cat build/test-suite.log; exit 1; }
+
+build build-tsan --enable-sanitizer=thread
+echo "== make check (ThreadSanitizer)"
+make -s -C build-tsan -j"$jobs" check || { cat build-tsan/test-suite.log; exit 1; }
+
+build build-asan CC=clang --enable-sanitizer=address,undefined
+echo "== make check (AddressSanitizer + UBSan, clang)"
+make -s -C build-asan -j"$jobs" check || { cat build-asan/test-suite.log; exit 1; }
+
+echo "== make distcheck"
+make -s -C build distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror >/dev/null
+
+# One closing line over the three builds, from automake's test-suite.log files.
+total() { awk -v k="# $1:" '$1" "$2 == k || $1$2 == k {s += $NF} END {print s+0}' \
+          build/test-suite.log build-tsan/test-suite.log build-asan/test-suite.log; }
+echo "== all checks passed (plain, TSan, ASan+UBSan, distcheck)"
+echo "tests: $(total PASS) passed, $(total FAIL) failed, $(total SKIP) skipped"
