@@ -234,12 +234,13 @@ static void mark_leaving(struct walk *w, uintptr_t first, uintptr_t n)
             s = s->held_next;
         chunk_state_t *p = &s->state[c & CHUNK_INDEX_MASK];
         unsigned st = atomic_load_explicit(p, memory_order_relaxed);
+        /* seq_cst (a full barrier; this is the slow path): the store must
+         * be visible to every reader before the syscall that follows takes
+         * the memory away, not linger in a store buffer.  (A separate fence
+         * would do, but ThreadSanitizer does not model fences.) */
         if (st == MMAPPER_MAPPED)
-            atomic_store_explicit(p, (uint8_t)(st | CHUNK_LEAVING), memory_order_relaxed);
+            atomic_store_explicit(p, (uint8_t)(st | CHUNK_LEAVING), memory_order_seq_cst);
     }
-    /* The stores above must be visible to every reader before the syscall
-     * takes the memory away; a seq_cst fence orders them before it. */
-    atomic_thread_fence(memory_order_seq_cst);
 }
 
 static int apply_attrs(struct mm_os *os, void *addr, size_t len,
