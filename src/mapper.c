@@ -62,13 +62,12 @@ static int check_opts(const struct mmapper_map_opts *o)
 
 /* ---- lock-free reads ---------------------------------------------------- */
 
-/* The raw state byte (CHUNK_LEAVING included) of the chunk holding addr. */
-static inline unsigned state_at(const mmapper_t *m, const void *addr)
+/* The raw state byte (CHUNK_LEAVING included) of the chunk holding addr.
+ * No range check: slabs exist only below MMAPPER_ADDRESS_LIMIT, so any other
+ * address simply finds no slab. */
+static inline unsigned lookup_state(const mmapper_t *m, const void *addr)
 {
-    uintptr_t a = (uintptr_t)addr;
-    if (!m || a >= MMAPPER_ADDRESS_LIMIT)
-        return MMAPPER_UNMAPPED;
-    uintptr_t chunk = a >> m->chunk_shift;
+    uintptr_t chunk = (uintptr_t)addr >> m->chunk_shift;
     rcu_read_enter();
     const struct slab *s = slab_table_lookup(&m->table, chunk >> SLAB_LOG_CHUNKS);
     /* Acquire: pairs with the release in record(); a caller that sees
@@ -78,6 +77,23 @@ static inline unsigned state_at(const mmapper_t *m, const void *addr)
                     : MMAPPER_UNMAPPED;
     rcu_read_exit();
     return st;
+}
+
+/* A thread's first lookup registers it with urcu-bp: a call, kept out of
+ * line so that the hot path below is a leaf function with no stack frame. */
+static __attribute__((noinline, cold)) unsigned lookup_state_first(const mmapper_t *m,
+                                                                   const void *addr)
+{
+    return lookup_state(m, addr);
+}
+
+static inline unsigned state_at(const mmapper_t *m, const void *addr)
+{
+    if (!m)
+        return MMAPPER_UNMAPPED;
+    if (__builtin_expect(!rcu_reader_registered(), 0))
+        return lookup_state_first(m, addr);
+    return lookup_state(m, addr);
 }
 
 MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr)

@@ -26,6 +26,8 @@
 #endif
 #include <urcu/urcu-bp.h>
 
+#include <stdbool.h>
+
 #if defined(__SANITIZE_THREAD__)
 #define MM_TSAN 1
 #elif defined(__has_feature)
@@ -46,6 +48,14 @@ extern char mm_rcu_grace_period_token;
 
 #define rcu_publish(slot, value) atomic_store_explicit((slot), (value), memory_order_release)
 #define rcu_fetch(slot) atomic_load_explicit((slot), memory_order_acquire)
+
+/* Whether this thread is already registered with urcu-bp (it registers on
+ * its first read-side lock).  Lets a hot path test it up front and keep the
+ * registration call, and the stack frame a call needs, out of line. */
+static inline bool rcu_reader_registered(void)
+{
+    return URCU_TLS(urcu_bp_reader) != NULL;
+}
 
 static inline void rcu_read_enter(void)
 {
