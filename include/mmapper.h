@@ -18,12 +18,19 @@
  *    MMAPPER_ADDRESS_LIMIT is -EINVAL.
  *  - Every function may be called from any thread at any time.  Callers never
  *    register threads with anything.
- *  - On error, every chunk of the range is either in its old or in its new
- *    state, and the kernel's mappings agree with the recorded state.
- *  - Chunks are transitioned in ascending address order.  A call that fails
- *    part-way leaves the chunks before the failure in their new state.
- *  - Concurrent calls on the same chunk behave as if they ran one after the
- *    other; each chunk transition makes its system call exactly once.
+ *  - Calls are atomic with respect to each other: concurrent calls on
+ *    overlapping ranges behave as if they ran one after the other, and each
+ *    chunk transition makes its system call exactly once.  Calls on chunks of
+ *    different slabs (256 chunks each) never wait for each other.
+ *  - An illegal transition (-EINVAL) or a conflict is found before any system
+ *    call: nothing changes.  When a system call fails, the chunks that earlier
+ *    system calls of the same call moved keep their new state, the others
+ *    keep their old one, and the kernel's mappings agree with the recorded
+ *    state either way.
+ *  - Functions that change state may wait for an RCU grace period (a few
+ *    microseconds, up to ~10 ms on an oversubscribed machine) when they free
+ *    metadata.  Do not call them from inside a liburcu-bp read-side critical
+ *    section of your own: the grace period would wait for you.
  *  - No function calls malloc(); metadata comes straight from mmap, so the
  *    library can back a malloc implementation.
  */
@@ -202,7 +209,9 @@ MMAPPER_API int mmapper_decommit(mmapper_t *m, void *start, size_t bytes);
 /**
  * Any state → Unmapped: the address range is given back to the kernel.
  * Unmapped chunks are left alone (memory the library does not own is never
- * unmapped).  Metadata of address ranges left entirely Unmapped is freed.
+ * unmapped).  Metadata of address ranges left entirely Unmapped is freed
+ * (after an RCU grace period), so mapping and unmapping across a huge address
+ * range does not accumulate metadata.
  */
 MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes);
 
@@ -214,7 +223,11 @@ MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes);
  */
 MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr);
 
-/** The recorded state of the chunk containing addr (lock-free, like is_mapped). */
+/**
+ * The recorded state of the chunk containing addr (lock-free, like is_mapped).
+ * While access to a Mapped chunk is being revoked (protect, decommit, unmap
+ * under way), it still reads Mapped here but is_mapped() is already false.
+ */
 MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr);
 
 /** Counters and gauges.  System-call counters count attempts, failed or not. */

@@ -128,7 +128,9 @@ static int scan(const mmapper_t *m, enum chunk_op op, struct chunk_range r)
                 verdict = a == ACT_ILLEGAL ? -EINVAL : -EEXIST;
                 break;
             }
-            if (a != ACT_NONE)
+            /* A chunk on its way out (CHUNK_LEAVING) is never "already
+             * done": the caller must queue behind that transition. */
+            if (a != ACT_NONE || (st & CHUNK_LEAVING))
                 verdict = 0;
             if (!s)
                 c = stop - 1;   /* a missing slab is Unmapped throughout */
@@ -178,21 +180,6 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
         }
         /* Removed since we found it: the table no longer has it, so the
          * next lookup finds its successor or nothing. */
-        pthread_mutex_unlock(&s->lock);
-    }
-}
-
-/* Unlock held slabs below key; a slab left with no live chunk leaves the
- * table (freed after a grace period, in slab_table_reclaim). */
-static void release_below(struct walk *w, uintptr_t key)
-{
-    while (w->held && w->held->key < key) {
-        struct slab *s = w->held;
-        w->held = s->held_next;
-        if (!w->held)
-            w->held_last = NULL;
-        if (s->live == 0)
-            slab_table_remove(&w->m->table, s);
         pthread_mutex_unlock(&s->lock);
     }
 }
@@ -268,49 +255,42 @@ static int apply_attrs(struct mm_os *os, void *addr, size_t len,
     return err ? err : os_set_name(os, addr, len, o->name);
 }
 
-/* One syscall (plus huge page advice and name for new mappings).  *applied
- * tells whether the kernel is now in the target state: a failed attribute is
- * rolled back, and only if the rollback fails too is the new state kept. */
-static int run_syscall(struct walk *w, enum chunk_action act, void *addr, size_t len,
-                       bool *applied)
+/* The action's system call over [addr, addr+len), attributes aside. */
+static int base_syscall(struct walk *w, enum chunk_action act, void *addr, size_t len)
 {
     struct mm_os *os = &w->m->os;
     mmapper_prot_t prot = w->opts ? w->opts->prot : MMAPPER_PROT_READ_WRITE;
-    int err;
     switch (act) {
     case ACT_MAP_FRESH:
+        return os_map_fresh(os, addr, len, prot);
     case ACT_RESERVE:
-        err = act == ACT_MAP_FRESH ? os_map_fresh(os, addr, len, prot) : os_reserve(os, addr, len);
-        if (!err && (err = apply_attrs(os, addr, len, w->opts)) != 0) {
-            *applied = os_unmap(os, addr, len) != 0;
-            return err;
-        }
-        break;
+        return os_reserve(os, addr, len);
     case ACT_COMMIT:
-        err = os_commit(os, addr, len, prot);
-        if (!err && (err = apply_attrs(os, addr, len, w->opts)) != 0) {
-            *applied = os_protect(os, addr, len) != 0;   /* Q and P are PROT_NONE */
-            return err;
-        }
-        break;
+        return os_commit(os, addr, len, prot);
     case ACT_PROTECT:
-        err = os_protect(os, addr, len);
-        break;
+        return os_protect(os, addr, len);
     case ACT_DECOMMIT:
-        err = os_decommit(os, addr, len);
-        break;
+        return os_decommit(os, addr, len);
     case ACT_UNMAP:
-        err = os_unmap(os, addr, len);
-        break;
+        return os_unmap(os, addr, len);
     default:   /* ACT_RECORD: the record is all there is */
-        err = 0;
-        break;
+        return 0;
     }
-    *applied = err == 0;
-    return err;
 }
 
-/* Make the pending run's syscall and record its outcome. */
+/*
+ * Make the pending run's system call and record its outcome.
+ *
+ * Attributes (huge page advice, name) must never leave a chunk recorded in a
+ * state the kernel does not have, so:
+ *  - a commit gets them first, while the memory is still PROT_NONE: if they
+ *    fail, nothing needs undoing (advice and names on a reservation are
+ *    harmless) and the chunks keep their old state;
+ *  - a fresh mapping or reservation gets them after the mmap; if they fail,
+ *    the new mapping is unmapped again (munmap is all-or-nothing), and only
+ *    if that fails too are the chunks recorded in the new state, which is
+ *    then what the kernel has.
+ */
 static int flush_run(struct walk *w)
 {
     uintptr_t first = w->run_first, n = w->run_len;
@@ -318,96 +298,133 @@ static int flush_run(struct walk *w)
     if (n == 0)
         return 0;
     w->run_len = 0;
-    if (chunk_action_revokes(act))
-        mark_leaving(w, first, n);
 
     unsigned shift = w->m->chunk_shift;
-    bool applied;
-    int err = run_syscall(w, act, chunk_addr(w->m, first), n << shift, &applied);
-    uintptr_t done = applied ? n : 0;
-    if (err && !applied && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
+    void *addr = chunk_addr(w->m, first);
+    size_t len = n << shift;
+    struct mm_os *os = &w->m->os;
+    uintptr_t done = 0;
+    int err = 0;
+
+    if (act == ACT_COMMIT)
+        err = apply_attrs(os, addr, len, w->opts);
+    if (!err) {
+        if (chunk_action_revokes(act))
+            mark_leaving(w, first, n);
+        err = base_syscall(w, act, addr, len);
+        done = err ? 0 : n;
+    }
+    if (err && done == 0 && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
         /* mprotect over several VMAs may have changed some before failing.
          * Redo it chunk by chunk (mprotect is idempotent) to learn exactly
          * which chunks made it; a transient failure is absorbed. */
-        for (done = 0; done < n; done++) {
-            err = run_syscall(w, act, chunk_addr(w->m, first + done), (size_t)1 << shift,
-                              &applied);
-            if (err) {
-                done += applied;
+        for (err = 0; done < n; done++) {
+            err = base_syscall(w, act, chunk_addr(w->m, first + done), (size_t)1 << shift);
+            if (err)
                 break;
-            }
         }
     }
+    if (!err && (act == ACT_MAP_FRESH || act == ACT_RESERVE) &&
+        (err = apply_attrs(os, addr, len, w->opts)) != 0 && os_unmap(os, addr, len) == 0)
+        done = 0;
     settle(w, first, n, done);
     if (err)
         w->stopped_at = first + done;
     return err;
 }
 
+/* The held slab after `s` (or the first one) if it is the slab of key. */
+static struct slab *held_at(const struct walk *w, struct slab *s, uintptr_t key)
+{
+    if (s && s->key == key)
+        return s;
+    s = s ? s->held_next : w->held;
+    return s && s->key == key ? s : NULL;
+}
+
+static void release_all(struct walk *w)
+{
+    for (struct slab *s = w->held, *next; s; s = next) {
+        next = s->held_next;
+        /* A slab left with no live chunk leaves the table; it is freed after
+         * a grace period, in slab_table_reclaim. */
+        if (s->live == 0)
+            slab_table_remove(&w->m->table, s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    w->held = w->held_last = NULL;
+}
+
 /*
- * Move every chunk of r as op says.  The whole slab part is checked under the
- * lock before any syscall in it, so an illegal chunk found there changes
- * nothing in that slab.  On error *stopped_at (if given) is the first chunk
- * of the range that was not moved because of it; all chunks before it are
- * in the target state.
+ * Move every chunk of r as op says, atomically with respect to other calls:
+ *  1. lock every slab of the range in ascending address order (creating the
+ *     slabs op needs) and check every chunk; an illegal chunk fails the
+ *     call before any system call, with nothing changed;
+ *  2. walk the chunks, gathering runs that need the same system call, one
+ *     call per run (runs span slabs, not gaps without a slab);
+ *  3. unlock, leave the read-side section, free what was retired.
+ * On a system-call error, runs before the failing one keep their new state;
+ * *stopped_at (if given) is the first chunk of the range not moved.
  */
 static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
                 const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
     struct walk w = { .m = m, .op = op, .target = chunk_op_target(op), .opts = o,
-                      .stopped_at = UINTPTR_MAX };
+                      .stopped_at = r.first };
     enum chunk_action on_unmapped = chunk_action(op, MMAPPER_UNMAPPED);
     bool creates = on_unmapped != ACT_NONE && on_unmapped != ACT_ILLEGAL;
+    uintptr_t last_key = (r.end - 1) >> SLAB_LOG_CHUNKS;
     int err = 0;
-    uintptr_t c = r.first;
 
     rcu_read_enter();
-    while (c < r.end && !err) {
-        uintptr_t key = c >> SLAB_LOG_CHUNKS;
-        uintptr_t stop = (key + 1) << SLAB_LOG_CHUNKS;
-        if (stop > r.end)
-            stop = r.end;
+    for (uintptr_t key = r.first >> SLAB_LOG_CHUNKS; key <= last_key && !err; key++) {
         struct slab *s;
         if ((err = lock_slab(&w, key, creates, &s)) != 0)
             break;
         if (!s) {
-            /* No slab: all Unmapped, and op leaves Unmapped alone or
-             * refuses it.  Either way a run cannot span the gap. */
-            if (on_unmapped == ACT_ILLEGAL)
-                err = -EINVAL;
-            else if ((err = flush_run(&w)) == 0)
-                c = stop;
-        } else {
-            for (uintptr_t x = c; x < stop && !err; x++) {
-                enum chunk_action a = chunk_action(
-                    op, atomic_load_explicit(&s->state[x & CHUNK_INDEX_MASK],
-                                             memory_order_relaxed));
-                if (a == ACT_ILLEGAL || a == ACT_CONFLICT)
-                    err = a == ACT_ILLEGAL ? -EINVAL : -EEXIST;
-            }
-            for (; c < stop && !err; c++) {
-                enum chunk_action a = chunk_action(
-                    op, atomic_load_explicit(&s->state[c & CHUNK_INDEX_MASK],
-                                             memory_order_relaxed));
-                if ((a == ACT_NONE || a != w.run_act) && (err = flush_run(&w)) != 0)
-                    break;
-                if (a == ACT_NONE)
-                    continue;
-                if (w.run_len == 0) {
-                    w.run_first = c;
-                    w.run_act = a;
-                }
-                w.run_len++;
-            }
+            err = on_unmapped == ACT_ILLEGAL ? -EINVAL : 0;
+            continue;
         }
-        if (!err)   /* keep only the slabs the pending run still needs */
-            release_below(&w, w.run_len ? w.run_first >> SLAB_LOG_CHUNKS : UINTPTR_MAX);
+        uintptr_t c = key << SLAB_LOG_CHUNKS, stop = c + SLAB_CHUNKS;
+        c = c < r.first ? r.first : c;
+        stop = stop > r.end ? r.end : stop;
+        for (; c < stop && !err; c++) {
+            enum chunk_action a = chunk_action(
+                op, atomic_load_explicit(&s->state[c & CHUNK_INDEX_MASK], memory_order_relaxed));
+            if (a == ACT_ILLEGAL || a == ACT_CONFLICT)
+                err = a == ACT_ILLEGAL ? -EINVAL : -EEXIST;
+        }
+    }
+
+    struct slab *s = NULL;
+    for (uintptr_t c = r.first; c < r.end && !err; c++) {
+        if ((c & CHUNK_INDEX_MASK) == 0 || c == r.first) {
+            struct slab *next = held_at(&w, s, c >> SLAB_LOG_CHUNKS);
+            if (!next) {
+                /* No slab: all Unmapped, which op leaves alone (it was
+                 * checked above).  A run cannot span the gap. */
+                err = flush_run(&w);
+                c |= CHUNK_INDEX_MASK;
+                continue;
+            }
+            s = next;
+        }
+        enum chunk_action a = chunk_action(
+            op, atomic_load_explicit(&s->state[c & CHUNK_INDEX_MASK], memory_order_relaxed));
+        if ((a == ACT_NONE || a != w.run_act) && (err = flush_run(&w)) != 0)
+            break;
+        if (a == ACT_NONE)
+            continue;
+        if (w.run_len == 0) {
+            w.run_first = c;
+            w.run_act = a;
+        }
+        w.run_len++;
     }
     if (!err)
         err = flush_run(&w);
-    else if (w.stopped_at == UINTPTR_MAX)   /* the error came before a syscall */
-        w.stopped_at = w.run_len ? w.run_first : c;
-    release_below(&w, UINTPTR_MAX);
+
+    release_all(&w);
     rcu_read_exit();
     slab_table_reclaim(&m->table);   /* outside the read-side section */
     if (err && stopped_at)

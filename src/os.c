@@ -163,10 +163,14 @@ int os_reserve_aligned(struct mm_os *os, size_t len, size_t align, void **out)
     uintptr_t base = (uintptr_t)got;
     uintptr_t start = (base + align - 1) & ~(uintptr_t)(align - 1);
     size_t head = start - base, tail = pad - head;
-    if ((head && (err = call_munmap(os, got, head)) != 0) ||
-        (tail && (err = call_munmap(os, (void *)(start + len), tail)) != 0)) {
-        /* Give everything back rather than keep a misshapen reservation. */
+    /* On failure give back what is still ours rather than keep a misshapen
+     * reservation; once the head is gone, it may already be someone else's. */
+    if (head && (err = call_munmap(os, got, head)) != 0) {
         call_munmap(os, got, len + pad);
+        return err;
+    }
+    if (tail && (err = call_munmap(os, (void *)(start + len), tail)) != 0) {
+        call_munmap(os, (void *)start, len + tail);
         return err;
     }
     *out = (void *)start;
@@ -194,6 +198,13 @@ int os_decommit(struct mm_os *os, void *addr, size_t len)
     int err = call_mmap(os, addr, len, PROT_NONE, MAP_FIXED | MAP_NORESERVE, &got);
     if (!err && got != addr)
         return -EFAULT;   /* MAP_FIXED cannot move; a broken OS layer did */
+    if (err && map_noreplace(os, addr, len, PROT_NONE, MAP_NORESERVE) == 0) {
+        /* Before Linux 6.12 a failing MAP_FIXED may already have unmapped the
+         * old mapping, leaving a hole.  Re-reserving it NOREPLACE tells: it
+         * succeeds only over a hole, and then gives exactly the state asked
+         * for; over the intact old mapping it fails and nothing changed. */
+        return 0;
+    }
     return err;
 }
 

@@ -144,6 +144,10 @@ void slab_table_remove(struct slab_table *t, struct slab *s)
         t->live--;
         counter_sub(&t->counters->slabs, 1);
     }
+    /* Shrink a mostly empty array, so that metadata follows the address
+     * space in use down as well as up (best effort: on ENOMEM keep it). */
+    if (a->mask + 1 > ((uintptr_t)1 << MIN_LOG_CAPACITY) && 8 * t->live < a->mask + 1)
+        (void)table_rebuild(t, a);
     s->dead = true;
     s->retire_next = t->retired_slabs;
     t->retired_slabs = s;
