@@ -313,15 +313,17 @@ static int flush_run(struct walk *w)
             mark_leaving(w, first, n);
         err = base_syscall(w, act, addr, len);
         done = err ? 0 : n;
-    }
-    if (err && done == 0 && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
-        /* mprotect over several VMAs may have changed some before failing.
-         * Redo it chunk by chunk (mprotect is idempotent) to learn exactly
-         * which chunks made it; a transient failure is absorbed. */
-        for (err = 0; done < n; done++) {
-            err = base_syscall(w, act, chunk_addr(w->m, first + done), (size_t)1 << shift);
-            if (err)
-                break;
+        if (err && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
+            /* mprotect over several VMAs may have changed some before
+             * failing.  Redo it chunk by chunk (mprotect is idempotent) to
+             * learn exactly which chunks made it; a transient failure is
+             * absorbed. */
+            for (err = 0; done < n; done++) {
+                err = base_syscall(w, act, chunk_addr(w->m, first + done),
+                                   (size_t)1 << shift);
+                if (err)
+                    break;
+            }
         }
     }
     if (!err && (act == ACT_MAP_FRESH || act == ACT_RESERVE) &&

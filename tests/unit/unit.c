@@ -3,8 +3,12 @@
 #include "unit.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* ---- the recorder --------------------------------------------------------- */
 
@@ -50,6 +54,9 @@ static int rec_madvise(void *ctx, void *addr, size_t len, int advice)
 static int rec_set_name(void *ctx, void *addr, size_t len, const char *name)
 {
     struct recorder *r = REC(ctx);
+    r->name_addr = (uintptr_t)addr;
+    r->name_len = len;
+    snprintf(r->name, sizeof(r->name), "%s", name);
     return INNER(r)->set_name(INNER(r)->ctx, addr, len, name);
 }
 
@@ -143,6 +150,26 @@ void unit_expect_perms(const void *addr, const char *want)
     char perms[5] = "";
     procmaps_perms_at(addr, perms);
     cr_assert_str_eq(perms, want, "perms at %p: '%s', expected '%s'", addr, perms, want);
+}
+
+long unit_vma_count(void)
+{
+    static char buf[1 << 16];
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    long lines = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        cr_assert_geq(n, 0);
+        if (n == 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    }
+    close(fd);
+    return lines;
 }
 
 /* ---- memory contents ------------------------------------------------------ */

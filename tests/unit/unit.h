@@ -24,6 +24,10 @@ struct recorder {
     _Atomic uintptr_t last_mmap_addr;  /* result of the last successful mmap */
     _Atomic size_t last_mmap_len;
     _Atomic uint64_t mmap_bytes, munmap_bytes, mprotect_bytes;   /* successful calls */
+    /* The last set_name call (single-threaded tests only). */
+    uintptr_t name_addr;
+    size_t name_len;
+    char name[MMAPPER_NAME_MAX];
 };
 
 struct unit {
@@ -62,6 +66,10 @@ void unit_expect_states(struct unit *u, void *base, const char *want);
 void unit_expect_kernel(struct unit *u, void *start, size_t bytes);
 /* Assert the kernel's permissions at addr ("rw-p", "---p"), or "" for none. */
 void unit_expect_perms(const void *addr, const char *want);
+
+/* Lines of /proc/self/maps, counted without malloc (so under ASan too the
+ * count moves only with the mappings the code under test makes). */
+long unit_vma_count(void);
 
 /* Deterministic pattern: byte i of a region filled with seed. */
 void fill_pattern(void *p, size_t n, unsigned seed);

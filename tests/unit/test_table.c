@@ -1,0 +1,229 @@
+/*
+ * The slab table: growth to thousands of slabs spread over the address
+ * space, every record reading back right, and reclamation when chunks go
+ * back to Unmapped.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "unit.h"
+
+#define SLAB_CHUNKS 256
+#define NSLABS 4096
+
+static struct mmapper_stats stats(struct unit *u)
+{
+    struct mmapper_stats s;
+    mmapper_get_stats(u->m, &s);
+    return s;
+}
+
+/* A huge PROT_NONE reservation of our own, the largest of 64, 32, 16 TiB
+ * that fits (sanitizers take big parts of the address space). */
+static char *reserve_huge(size_t *len)
+{
+    for (unsigned log = 46; log >= 44; log--) {
+        *len = (size_t)1 << log;
+        void *p = mmap(NULL, *len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            cr_log_info("spreading slabs over 2^%u bytes at %p", log, p);
+            return p;
+        }
+    }
+    cr_assert_fail("cannot reserve 16 TiB of address space");
+    return NULL;
+}
+
+/* Chunk i of NSLABS, one per slab, spread evenly over [base, base+len) and
+ * at varying positions inside its slab. */
+static char *spread(struct unit *u, char *base, size_t len, size_t i)
+{
+    size_t slab = SLAB_CHUNKS * u->chunk;
+    uintptr_t first = ((uintptr_t)base + slab - 1) & ~(uintptr_t)(slab - 1);
+    size_t stride = ((len - slab) / NSLABS) & ~(slab - 1);
+    cr_assert_geq(stride, slab);
+    return (char *)(first + i * stride + (i * 37 % SLAB_CHUNKS) * u->chunk);
+}
+
+/* mark_as_mapped costs no syscall, so it builds a big table cheaply.  The
+ * marked chunks lie in our own reservation, so unmap may really munmap them. */
+Test(table, grows_with_marks_over_the_address_space, .timeout = 120)
+{
+    struct unit u;
+    unit_setup(&u, 22);
+    size_t len;
+    char *base = reserve_huge(&len);
+    struct mmapper_stats empty = stats(&u);
+
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_eq(mmapper_mark_as_mapped(u.m, spread(&u, base, len, i), u.chunk), 0);
+    cr_assert_eq(test_os_total_calls(&u.tos), 0);
+    struct mmapper_stats full = stats(&u);
+    cr_assert_eq(full.slabs, NSLABS);
+    cr_assert_eq(full.chunks_mapped, NSLABS);
+    cr_assert_gt(full.table_capacity, empty.table_capacity);
+    cr_assert_geq(4 * full.table_capacity, 3 * (uint64_t)NSLABS, "load factor above 3/4");
+    cr_assert_gt(full.metadata_bytes, empty.metadata_bytes);
+    cr_log_info("%d slabs: capacity %llu -> %llu, metadata %llu -> %llu bytes", NSLABS,
+                (unsigned long long)empty.table_capacity,
+                (unsigned long long)full.table_capacity,
+                (unsigned long long)empty.metadata_bytes,
+                (unsigned long long)full.metadata_bytes);
+
+    for (size_t i = 0; i < NSLABS; i++) {
+        char *c = spread(&u, base, len, i);
+        cr_assert(mmapper_is_mapped(u.m, c), "chunk %zu lost", i);
+        cr_assert(mmapper_is_mapped(u.m, c + u.chunk - 1));
+        cr_assert_eq(mmapper_state(u.m, c - 1), MMAPPER_UNMAPPED);
+        cr_assert_eq(mmapper_state(u.m, c + u.chunk), MMAPPER_UNMAPPED);
+    }
+
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_eq(mmapper_unmap(u.m, spread(&u, base, len, i), u.chunk), 0);
+    cr_assert_eq(test_os_calls(&u.tos, TOS_MUNMAP), NSLABS);
+    struct mmapper_stats after = stats(&u);
+    cr_assert_eq(after.slabs, 0);
+    cr_assert_eq(after.chunks_mapped, 0);
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_not(mmapper_is_mapped(u.m, spread(&u, base, len, i)));
+    unit_teardown(&u);
+}
+
+/* Real reservations this time, checked against one snapshot of the maps. */
+Test(table, grows_with_quarantines_and_shrinks_back, .timeout = 120)
+{
+    struct unit u;
+    unit_setup(&u, 22);
+    size_t len;
+    char *base = reserve_huge(&len);
+    cr_assert_eq(munmap(base, len), 0);   /* free, and nobody else maps there */
+
+    for (size_t i = 0; i < NSLABS; i++) {
+        int rc = mmapper_quarantine(u.m, spread(&u, base, len, i), u.chunk, NULL);
+        cr_assert_eq(rc, 0, "chunk %zu: %s", i, mmapper_strerror(rc));
+    }
+    for (size_t i = 0; i < NSLABS; i += 4)
+        cr_assert_eq(mmapper_ensure_mapped(u.m, spread(&u, base, len, i), u.chunk, NULL), 0);
+    unit_expect_calls(&u, NSLABS, 0, NSLABS / 4);
+    cr_assert_eq(stats(&u).slabs, NSLABS);
+    unit_expect_gauges(&u, NSLABS - NSLABS / 4, NSLABS / 4, 0);
+
+    struct procmaps pm;
+    cr_assert_eq(procmaps_read(&pm), 0);
+    for (size_t i = 0; i < NSLABS; i++) {
+        char *c = spread(&u, base, len, i);
+        mmapper_state_t want = i % 4 ? MMAPPER_QUARANTINED : MMAPPER_MAPPED;
+        cr_assert_eq(mmapper_state(u.m, c), want, "chunk %zu", i);
+        cr_assert_eq(mmapper_state(u.m, c + u.chunk), MMAPPER_UNMAPPED);
+        const struct procmaps_region *r = procmaps_find(&pm, (uintptr_t)c);
+        cr_assert(r && r->start <= (uintptr_t)c && r->end >= (uintptr_t)(c + u.chunk),
+                  "chunk %zu not mapped as one piece", i);
+        cr_assert_str_eq(r->perms, want == MMAPPER_MAPPED ? "rw-p" : "---p");
+        cr_assert_null(procmaps_find(&pm, (uintptr_t)(c + u.chunk)), "chunk %zu grew", i);
+    }
+    procmaps_free(&pm);
+
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_eq(mmapper_unmap(u.m, spread(&u, base, len, i), u.chunk), 0);
+    struct mmapper_stats after = stats(&u);
+    cr_assert_eq(after.slabs, 0);
+    unit_expect_gauges(&u, 0, 0, 0);
+    cr_assert(procmaps_range_free(base, len), "chunks left behind in the kernel");
+    unit_teardown(&u);
+}
+
+/* What a grown table holds goes back once its slabs are gone: the API
+ * promises that metadata of ranges left entirely Unmapped is freed. */
+Test(table, metadata_returns_near_empty_after_unmap, .timeout = 120)
+{
+    struct unit u;
+    unit_setup(&u, 22);
+    size_t len;
+    char *base = reserve_huge(&len);
+    uint64_t empty = stats(&u).metadata_bytes;
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_eq(mmapper_mark_as_mapped(u.m, spread(&u, base, len, i), u.chunk), 0);
+    uint64_t full = stats(&u).metadata_bytes;
+    for (size_t i = 0; i < NSLABS; i++)
+        cr_assert_eq(mmapper_unmap(u.m, spread(&u, base, len, i), u.chunk), 0);
+    /* One more transition elsewhere, for any deferred reclamation to run. */
+    char *x = spread(&u, base, len, 0);
+    cr_assert_eq(mmapper_mark_as_mapped(u.m, x, u.chunk), 0);
+    cr_assert_eq(mmapper_unmap(u.m, x, u.chunk), 0);
+    uint64_t after = stats(&u).metadata_bytes;
+    cr_log_info("metadata bytes: empty %llu, %d slabs %llu, after unmap %llu",
+                (unsigned long long)empty, NSLABS, (unsigned long long)full,
+                (unsigned long long)after);
+    cr_assert_eq(stats(&u).slabs, 0);
+    cr_assert_leq(after, empty + 64 * 1024,
+                  "metadata stays at %llu bytes (empty mapper: %llu, peak %llu)",
+                  (unsigned long long)after, (unsigned long long)empty,
+                  (unsigned long long)full);
+    unit_teardown(&u);
+}
+
+Test(reclaim, slab_count_follows_live_chunks)
+{
+    struct unit u;
+    unit_setup(&u, 16);
+    size_t slab = SLAB_CHUNKS * u.chunk;
+    char *a = unit_free_range(3 * slab, slab);
+
+    cr_assert_eq(mmapper_ensure_mapped(u.m, a, u.chunk, NULL), 0);
+    cr_assert_eq(mmapper_quarantine(u.m, a + slab - u.chunk, u.chunk, NULL), 0);
+    cr_assert_eq(stats(&u).slabs, 1);
+    cr_assert_eq(mmapper_decommit(u.m, a, u.chunk), 0);   /* Quarantined is still live */
+    cr_assert_eq(stats(&u).slabs, 1);
+    cr_assert_eq(mmapper_unmap(u.m, a, u.chunk), 0);
+    cr_assert_eq(stats(&u).slabs, 1);
+    cr_assert_eq(mmapper_unmap(u.m, a + slab - u.chunk, u.chunk), 0);
+    cr_assert_eq(stats(&u).slabs, 0);
+
+    /* A range over three slabs; emptying the middle one drops just it. */
+    cr_assert_eq(mmapper_ensure_mapped(u.m, a + slab / 2, 2 * slab, NULL), 0);
+    cr_assert_eq(stats(&u).slabs, 3);
+    cr_assert_eq(mmapper_unmap(u.m, a + slab, slab), 0);
+    cr_assert_eq(stats(&u).slabs, 2);
+    unit_expect_states(&u, a + slab - u.chunk, "MUU");
+    unit_expect_states(&u, a + 2 * slab - u.chunk, "UMM");
+
+    /* A reclaimed slab comes back clean: all Unmapped, then usable again. */
+    char want[SLAB_CHUNKS + 1];
+    memset(want, 'U', SLAB_CHUNKS);
+    want[SLAB_CHUNKS] = 0;
+    unit_expect_states(&u, a + slab, want);
+    cr_assert_eq(mmapper_quarantine(u.m, a + slab, slab, NULL), 0);
+    memset(want, 'Q', SLAB_CHUNKS);
+    unit_expect_states(&u, a + slab, want);
+    unit_expect_kernel(&u, a, 3 * slab);
+
+    cr_assert_eq(mmapper_unmap(u.m, a, 3 * slab), 0);
+    cr_assert_eq(stats(&u).slabs, 0);
+    cr_assert(procmaps_range_free(a, 3 * slab));
+    unit_teardown(&u);
+}
+
+/* A call that fails or has nothing to do leaves no slab behind. */
+Test(reclaim, failed_calls_leave_no_slab)
+{
+    struct unit u;
+    unit_setup(&u, 0);
+    char *a = unit_free_range(u.chunk, u.chunk);
+    cr_assert_eq(mmap(a, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                      -1, 0), a);
+    cr_assert_eq(mmapper_ensure_mapped(u.m, a, u.chunk, NULL), -EEXIST);
+    cr_assert_eq(stats(&u).slabs, 0);
+    cr_assert_eq(mmapper_unmap(u.m, a, u.chunk), 0);
+    cr_assert_eq(mmapper_protect(u.m, a, u.chunk), -EINVAL);
+    cr_assert_eq(stats(&u).slabs, 0);
+    test_os_fail(&u.tos, TOS_MMAP, 1, ENOMEM, true);
+    char *b = unit_free_range(u.chunk, u.chunk);
+    cr_assert_eq(mmapper_quarantine(u.m, b, u.chunk, NULL), -ENOMEM);
+    cr_assert_eq(stats(&u).slabs, 0);
+    unit_teardown(&u);
+}
