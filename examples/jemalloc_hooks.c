@@ -1,0 +1,373 @@
+/*
+ * jemalloc extent hooks on mmapper; see jemalloc_hooks.h.
+ *
+ * jemalloc splits, merges, commits and purges extents at page granularity;
+ * mmapper records one state per chunk.  The hooks keep every recorded state
+ * true, and jemalloc's assumptions too, with these rules:
+ *
+ *  - alloc reserves whole chunks of its own (quarantine_anywhere, or
+ *    quarantine at new_addr when every chunk there is Unmapped), so no two
+ *    reservations share a chunk.  The extent is the first `size` bytes; the
+ *    rest of the last chunk is the reservation's "tail", used by nobody.
+ *    Fresh reservations are zero, so *zero is always set.
+ *  - commit maps every chunk the range touches.  Chunks it newly maps are
+ *    zero; in chunks already Mapped, the range's pages are zero too, because
+ *    decommit (below) zeroes what it cannot take away and jemalloc never
+ *    writes to pages it has not committed.  So committed pages are zero, as
+ *    jemalloc requires.
+ *  - decommit takes away the whole chunks inside the range (mmapper_decommit)
+ *    and zeroes the pages at its ragged ends with MADV_DONTNEED: those share
+ *    a chunk with another extent, which must stay Mapped.  It always
+ *    succeeds, so jemalloc recommits before reuse.  (Refusing ragged ranges
+ *    instead would refuse nearly all of them: a large allocation's extent
+ *    is its size plus one page, so it never ends on a chunk boundary.)
+ *  - dalloc unmaps only whole chunks: the range starts on a chunk boundary
+ *    and ends on one or at a reservation's tail.  Otherwise it opts out
+ *    (returns true) and jemalloc keeps the extent, as it does on Linux by
+ *    default.  So a committed page is always in a Mapped chunk.
+ *  - purge_forced is madvise(MADV_DONTNEED) on the pages: they read as zero
+ *    and stay accessible, so the chunk's state does not change (mmapper has
+ *    no purge operation, and needs none).  purge_lazy opts out, so purged
+ *    pages are always known to be zero.
+ *  - split and merge always succeed: hooks reason about chunks, never about
+ *    which reservation an extent came from, so merging extents of adjacent
+ *    reservations is harmless (mmapper can unmap across them).
+ *  - destroy (only called by arena.<i>.destroy, on retained extents) unmaps
+ *    every chunk the extent touches: the other extents sharing those chunks
+ *    belong to the same arena and are being destroyed too.
+ *
+ * The tails are remembered in a small table so that a range ending at one
+ * counts as whole chunks.  An entry exists only while its chunk is ours: it
+ * is added after the reservation is made and removed before it is unmapped.
+ * jemalloc holds its own locks around hook calls, so hooks never call malloc
+ * (mmapper does not either); this file takes its one mutex, and only for the
+ * table and for reserving.
+ */
+#ifdef HAVE_CONFIG_H   /* built in the tree; standalone: -D_GNU_SOURCE */
+#include "config.h"
+#endif
+
+#include "jemalloc_hooks.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+
+#define TAILS_MAX 1024   /* reservations whose size is not whole chunks */
+
+struct mmapper_extent_hooks {
+    extent_hooks_t table;   /* first: jemalloc passes &table back to every hook */
+    mmapper_t *m;
+    uintptr_t mask;         /* chunk size - 1 */
+    /*
+     * Guards the tails, and makes reserving atomic: checking that chunks are
+     * Unmapped and quarantining them must not interleave with another
+     * reservation of the same chunks.
+     */
+    pthread_mutex_t lock;
+    size_t ntails;
+    uintptr_t tails[TAILS_MAX];
+    /* Statistics only: relaxed. */
+    _Atomic uint64_t allocs, alloc_failures, commits, commit_failures, decommits,
+        decommits_with_chunks, purges, dallocs, dallocs_refused, destroys, unmap_failures;
+};
+
+static struct mmapper_extent_hooks *self(extent_hooks_t *e)
+{
+    return (struct mmapper_extent_hooks *)e;
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static uintptr_t chunk_up(const struct mmapper_extent_hooks *h, uintptr_t a)
+{
+    return (a + h->mask) & ~h->mask;
+}
+
+/* ---- tails (h->lock held) ---------------------------------------------- */
+
+static bool tail_add(struct mmapper_extent_hooks *h, uintptr_t end)
+{
+    if (h->ntails == TAILS_MAX)
+        return false;
+    h->tails[h->ntails++] = end;
+    return true;
+}
+
+static bool tail_find(const struct mmapper_extent_hooks *h, uintptr_t end)
+{
+    for (size_t i = 0; i < h->ntails; i++)
+        if (h->tails[i] == end)
+            return true;
+    return false;
+}
+
+/* Forget the tails inside [lo, hi) (about to be unmapped). */
+static void tails_forget(struct mmapper_extent_hooks *h, uintptr_t lo, uintptr_t hi)
+{
+    for (size_t i = 0; i < h->ntails;)
+        if (h->tails[i] >= lo && h->tails[i] < hi)
+            h->tails[i] = h->tails[--h->ntails];
+        else
+            i++;
+}
+
+/*
+ * If [lo, hi) covers whole chunks (see above), store their end in *end, and
+ * with `forget` also drop the tail entry, and return true.
+ */
+static bool whole_chunks(struct mmapper_extent_hooks *h, uintptr_t lo, uintptr_t hi,
+                         bool forget, uintptr_t *end)
+{
+    if (lo & h->mask)
+        return false;
+    *end = chunk_up(h, hi);
+    if (!(hi & h->mask)) {
+        return true;
+    }
+    pthread_mutex_lock(&h->lock);
+    bool ok = tail_find(h, hi);
+    if (ok && forget)
+        tails_forget(h, lo, *end);
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/* ---- reserving (h->lock held) ------------------------------------------ */
+
+static void *reserve_at(struct mmapper_extent_hooks *h, uintptr_t at, size_t span)
+{
+    if (at & h->mask)
+        return NULL;   /* inside a chunk that is ours or someone else's */
+    for (uintptr_t c = at; c < at + span; c += h->mask + 1)
+        if (mmapper_state(h->m, (void *)c) != MMAPPER_UNMAPPED)
+            return NULL;
+    if (mmapper_quarantine(h->m, (void *)at, span, NULL) != 0) {
+        /* Give back what it reserved before failing (-EEXIST: a foreign
+         * mapping); the chunks it did not reach are Unmapped, left alone. */
+        mmapper_unmap(h->m, (void *)at, span);
+        return NULL;
+    }
+    return (void *)at;
+}
+
+static void *reserve_anywhere(struct mmapper_extent_hooks *h, size_t span, size_t alignment)
+{
+    size_t chunk = h->mask + 1;
+    size_t extra = alignment > chunk ? alignment - chunk : 0;
+    void *got;
+    if (span > SIZE_MAX - extra ||
+        mmapper_quarantine_anywhere(h->m, span + extra, NULL, &got) != 0)
+        return NULL;
+    if (!extra)
+        return got;   /* chunk-aligned, so aligned enough */
+    /* Over-reserved by alignment - chunk: keep the aligned part, give back
+     * the chunks before and after it. */
+    uintptr_t base = (uintptr_t)got, start = (base + alignment - 1) & ~(alignment - 1);
+    size_t head = start - base, tail = extra - head;
+    if ((head && mmapper_unmap(h->m, got, head) != 0) ||
+        (tail && mmapper_unmap(h->m, (void *)(start + span), tail) != 0)) {
+        mmapper_unmap(h->m, got, span + extra);
+        return NULL;
+    }
+    return (void *)start;
+}
+
+/* ---- the hooks ---------------------------------------------------------- */
+
+static void *hook_alloc(extent_hooks_t *e, void *new_addr, size_t size, size_t alignment,
+                        bool *zero, bool *commit, unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    count(&h->allocs);
+    if (size > SIZE_MAX - h->mask) {
+        count(&h->alloc_failures);
+        return NULL;
+    }
+    size_t span = chunk_up(h, size);
+    pthread_mutex_lock(&h->lock);
+    char *p = new_addr ? reserve_at(h, (uintptr_t)new_addr, span)
+                       : reserve_anywhere(h, span, alignment);
+    bool ok = p && (size == span || tail_add(h, (uintptr_t)p + size));
+    pthread_mutex_unlock(&h->lock);
+    /* Committing maps the chunks: zero-filled. */
+    if (ok && *commit && mmapper_ensure_mapped(h->m, p, size, NULL) != 0) {
+        pthread_mutex_lock(&h->lock);
+        tails_forget(h, (uintptr_t)p, (uintptr_t)p + span);
+        pthread_mutex_unlock(&h->lock);
+        ok = false;
+    }
+    if (!ok) {
+        if (p)
+            mmapper_unmap(h->m, p, span);
+        count(&h->alloc_failures);
+        return NULL;
+    }
+    /* Mapped now or zero when committed later: fresh memory either way. */
+    *zero = true;
+    return p;
+}
+
+static bool hook_commit(extent_hooks_t *e, void *addr, size_t size, size_t offset,
+                        size_t length, unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    count(&h->commits);
+    /* On failure the chunks mapped before it stay Mapped: zero and unused,
+     * harmless. */
+    if (mmapper_ensure_mapped(h->m, (char *)addr + offset, length, NULL) == 0)
+        return false;
+    count(&h->commit_failures);
+    return true;
+}
+
+static bool hook_decommit(extent_hooks_t *e, void *addr, size_t size, size_t offset,
+                          size_t length, unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    uintptr_t lo = (uintptr_t)addr + offset, hi = lo + length;
+    uintptr_t in_lo = chunk_up(h, lo), in_hi = hi & ~h->mask, end;
+    /* A range that ends at a reservation's tail owns its last chunk. */
+    if (in_hi != hi && in_hi >= in_lo && whole_chunks(h, in_hi, hi, false, &end))
+        in_hi = hi = end;
+    count(&h->decommits);
+    if (in_lo < in_hi) {
+        count(&h->decommits_with_chunks);
+        if (mmapper_decommit(h->m, (void *)in_lo, in_hi - in_lo) != 0) {
+            /* Failed part-way: the chunks it did not reach are still Mapped
+             * with old contents; zero them like the ends. */
+            madvise((void *)in_lo, in_hi - in_lo, MADV_DONTNEED);
+        }
+    } else {
+        in_lo = in_hi = hi;   /* no whole chunk: zero the whole range */
+    }
+    /* MADV_DONTNEED cannot fail on the hooks' private anonymous memory. */
+    if (lo < in_lo)
+        madvise((void *)lo, in_lo - lo, MADV_DONTNEED);
+    if (in_hi < hi)
+        madvise((void *)in_hi, hi - in_hi, MADV_DONTNEED);
+    return false;
+}
+
+static bool hook_purge_forced(extent_hooks_t *e, void *addr, size_t size, size_t offset,
+                              size_t length, unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    count(&h->purges);
+    return madvise((char *)addr + offset, length, MADV_DONTNEED) != 0;
+}
+
+static bool hook_purge_lazy(extent_hooks_t *e, void *addr, size_t size, size_t offset,
+                            size_t length, unsigned arena_ind)
+{
+    return true;
+}
+
+static bool hook_dalloc(extent_hooks_t *e, void *addr, size_t size, bool committed,
+                        unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    uintptr_t lo = (uintptr_t)addr, end;
+    if (!whole_chunks(h, lo, lo + size, true, &end)) {
+        count(&h->dallocs_refused);
+        return true;
+    }
+    count(&h->dallocs);
+    /* On failure the chunks not unmapped are leaked rather than handed back
+     * to jemalloc partly gone. */
+    if (mmapper_unmap(h->m, addr, end - lo) != 0)
+        count(&h->unmap_failures);
+    return false;
+}
+
+static void hook_destroy(extent_hooks_t *e, void *addr, size_t size, bool committed,
+                         unsigned arena_ind)
+{
+    struct mmapper_extent_hooks *h = self(e);
+    uintptr_t lo = (uintptr_t)addr & ~h->mask, end = chunk_up(h, (uintptr_t)addr + size);
+    count(&h->destroys);
+    pthread_mutex_lock(&h->lock);
+    tails_forget(h, lo, end);
+    pthread_mutex_unlock(&h->lock);
+    if (mmapper_unmap(h->m, (void *)lo, end - lo) != 0)
+        count(&h->unmap_failures);
+}
+
+static bool hook_split(extent_hooks_t *e, void *addr, size_t size, size_t size_a,
+                       size_t size_b, bool committed, unsigned arena_ind)
+{
+    return false;
+}
+
+static bool hook_merge(extent_hooks_t *e, void *addr_a, size_t size_a, void *addr_b,
+                       size_t size_b, bool committed, unsigned arena_ind)
+{
+    return false;
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+int mmapper_extent_hooks_create(mmapper_t *m, struct mmapper_extent_hooks **out)
+{
+    size_t chunk = mmapper_granularity(m);
+    if (!chunk || !out)
+        return -EINVAL;
+    /* Straight from the kernel: this may run before or inside malloc. */
+    struct mmapper_extent_hooks *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE,
+                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h == MAP_FAILED)
+        return -errno;
+    h->table = (extent_hooks_t){
+        .alloc = hook_alloc,
+        .dalloc = hook_dalloc,
+        .destroy = hook_destroy,
+        .commit = hook_commit,
+        .decommit = hook_decommit,
+        .purge_lazy = hook_purge_lazy,
+        .purge_forced = hook_purge_forced,
+        .split = hook_split,
+        .merge = hook_merge,
+    };
+    h->m = m;
+    h->mask = chunk - 1;
+    pthread_mutex_init(&h->lock, NULL);
+    *out = h;
+    return 0;
+}
+
+extent_hooks_t *mmapper_extent_hooks_table(struct mmapper_extent_hooks *h)
+{
+    return &h->table;
+}
+
+int mmapper_extent_hooks_arena_create(struct mmapper_extent_hooks *h, unsigned *arena_ind)
+{
+    extent_hooks_t *table = &h->table;
+    size_t sz = sizeof(*arena_ind);
+    return mallctl("arenas.create", arena_ind, &sz, &table, sizeof(table));
+}
+
+void mmapper_extent_hooks_get_stats(struct mmapper_extent_hooks *h,
+                                    struct mmapper_extent_hooks_stats *out)
+{
+#define GET(f) .f = atomic_load_explicit(&h->f, memory_order_relaxed)
+    *out = (struct mmapper_extent_hooks_stats){
+        GET(allocs), GET(alloc_failures), GET(commits), GET(commit_failures),
+        GET(decommits), GET(decommits_with_chunks), GET(purges), GET(dallocs),
+        GET(dallocs_refused), GET(destroys), GET(unmap_failures),
+    };
+#undef GET
+}
+
+void mmapper_extent_hooks_destroy(struct mmapper_extent_hooks *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_destroy(&h->lock);
+    munmap(h, sizeof(*h));
+}
