@@ -1,0 +1,44 @@
+#!/bin/sh
+# Instructions per mmapper_is_mapped call, counted by callgrind only inside
+# the function (--toggle-collect; the caller's call and the PLT jump are not
+# included).  Two runs with N1 and N2 calls: (I2 - I1) / (N2 - N1), so
+# one-time costs (urcu-bp thread registration, ...) cancel.
+#   usage: callgrind.sh PROBE      (LIBTOOL in the environment, from make)
+set -e
+probe=${1:?usage: callgrind.sh PROBE}
+LIBTOOL=${LIBTOOL:-libtool}
+N1=10000
+N2=110000
+if ! command -v valgrind >/dev/null 2>&1; then
+    echo "bench-callgrind: valgrind is not installed (apt-get install valgrind)" >&2
+    exit 1
+fi
+out=bench/callgrind.out
+
+instructions() {   # mode calls
+    f=$out.$1.$2
+    fn=mmapper_is_mapped
+    [ "$1" = ensure ] && fn=mmapper_ensure_mapped
+    $LIBTOOL --mode=execute valgrind --tool=callgrind --collect-atstart=no \
+        --toggle-collect=$fn --callgrind-out-file="$f" \
+        "$probe" "$2" "$1" >"$f.log" 2>&1 || {
+        echo "bench-callgrind: valgrind run failed, see $f.log" >&2
+        exit 1
+    }
+    sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f"
+}
+
+for mode in hit miss ensure; do
+    i1=$(instructions $mode $N1)
+    i2=$(instructions $mode $N2)
+    per_call=$(awk -v a="$i1" -v b="$i2" -v n1=$N1 -v n2=$N2 \
+        'BEGIN { printf "%.1f", (b - a) / (n2 - n1) }')
+    case $mode in
+    hit) echo "is_mapped_instructions: $per_call"; hit=$per_call ;;
+    miss) echo "is_mapped_miss_instructions: $per_call" ;;
+    ensure) echo "fast_path_instructions: $per_call (ensure_mapped of one Mapped page)" ;;
+    esac
+done
+awk -v x="$hit" 'BEGIN { printf "target_is_mapped_instructions: %s (%s <= 25)\n",
+                         (x <= 25 ? "met" : "missed"), x }'
+echo "(annotate: callgrind_annotate $out.hit.$N2)"

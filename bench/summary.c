@@ -1,0 +1,99 @@
+/*
+ * The summary block: `name: value` lines for scripts, then one
+ * `target_NAME: met|missed (value op limit)` line per goal.  Values that
+ * need a scenario or thread count that was not run read "n/a".
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "report.h"
+
+static double ns(const char *table, const char *impl, int threads)
+{
+    const struct row *r = report_find(table, impl, threads);
+    return r ? r->ns_per_op : NAN;
+}
+
+static double mops(const char *table, const char *impl, int threads)
+{
+    const struct row *r = report_find(table, impl, threads);
+    return r ? r->mops : NAN;
+}
+
+static void value(const char *name, double v)
+{
+    if (isnan(v))
+        printf("%s: n/a\n", name);
+    else
+        printf("%s: %.*f\n", name, fabs(v) >= 100 ? 0 : fabs(v) >= 10 ? 1 : 3, v);
+}
+
+static void target(const char *name, double v, bool at_most, double limit)
+{
+    const char *verdict = isnan(v) ? "n/a" : (at_most ? v <= limit : v >= limit) ? "met"
+                                                                                 : "missed";
+    printf("target_%s: %s (%.3f %s %.3f)\n", name, verdict, v, at_most ? "<=" : ">=", limit);
+}
+
+void report_summary(const struct facts *f)
+{
+    double is_mapped = ns("is-mapped-hit", "mmapper", 1);
+    double limit = ns("is-mapped-hit", "limit", 1);
+    double prior = ns("is-mapped-hit", "prior-art", 1);
+    double scale2 = mops("is-mapped-hit", "mmapper", 2) / mops("is-mapped-hit", "mmapper", 1);
+    double scale64 = mops("is-mapped-hit", "mmapper", 64) / mops("is-mapped-hit", "mmapper", 2);
+    double fast_page = ns("fast-path-page", "mmapper", 1);
+    double fast_chunk = ns("fast-path-chunk", "mmapper", 1);
+    double fresh = ns("fresh-disjoint", "mmapper", 1) / ns("fresh-disjoint", "syscall", 1);
+    const struct row *race64 = report_find("race-same", "mmapper", 64);
+    double race_ratio = race64 ? race64->extra : NAN;
+    double vs_mutex = mops("is-mapped-hit", "mmapper", 2) /
+                      mops("is-mapped-hit", "global-mutex", 2);
+    double empty = f->meta_done ? (double)f->meta_empty_bytes : NAN;
+    double per_gib = f->meta_done ? f->meta_per_gib : NAN;
+    const char *race_exact = !f->race_ran ? "n/a" : f->race_exact ? "yes" : "no";
+
+    printf("\n== summary ==\n");
+    value("is_mapped_ns_1t", is_mapped);
+    value("is_mapped_miss_ns_1t", ns("is-mapped-miss", "mmapper", 1));
+    value("is_mapped_limit_ns_1t", limit);
+    value("is_mapped_prior_art_ns_1t", prior);
+    value("is_mapped_ratio_to_limit", is_mapped / limit);
+    value("is_mapped_ratio_to_prior_art", is_mapped / prior);
+    value("is_mapped_scaling_2t", scale2);
+    value("is_mapped_scaling_64t_vs_2t", scale64);
+    /* Controls: the flat array has nothing shared to write, so it shows what
+     * the machine itself allows for scaling right now. */
+    value("is_mapped_limit_scaling_2t",
+          mops("is-mapped-hit", "limit", 2) / mops("is-mapped-hit", "limit", 1));
+    value("is_mapped_limit_scaling_64t_vs_2t",
+          mops("is-mapped-hit", "limit", 64) / mops("is-mapped-hit", "limit", 2));
+    value("fast_path_ns_1t", fast_page);
+    value("fast_path_chunk_ns_1t", fast_chunk);
+    value("fast_path_ratio_to_is_mapped", fast_page / is_mapped);
+    value("fresh_ns_1t", ns("fresh-disjoint", "mmapper", 1));
+    value("fresh_syscall_ns_1t", ns("fresh-disjoint", "syscall", 1));
+    value("fresh_ratio_to_syscall", fresh);
+    printf("race_syscalls_equal_chunks: %s\n", race_exact);
+    value("race_wall_ratio_64t", race_ratio);
+    value("race_idle_round_ratio_64t", f->race_ran ? f->race_idle_ratio_64t : NAN);
+    value("vs_global_mutex_is_mapped_2t", vs_mutex);
+    value("metadata_bytes_empty", empty);
+    value("metadata_bytes_per_gib", per_gib);
+    value("metadata_bytes_per_gib_sparse", f->meta_done ? f->meta_per_gib_sparse : NAN);
+
+    target("is_mapped_vs_prior_art", is_mapped / prior, true, 1.5);
+    target("is_mapped_scaling_2t", scale2, false, 1.8);
+    target("is_mapped_scaling_64t_vs_2t", scale64, false, 0.9);
+    target("fast_path_vs_is_mapped", fast_page / is_mapped, true, 2.0);
+    target("fresh_vs_syscall", fresh, true, 1.10);
+    printf("target_race_syscalls_exact: %s\n",
+           !f->race_ran ? "n/a" : f->race_exact ? "met" : "missed");
+    target("race_wall_64t_vs_1t", race_ratio, true, 1.2);
+    target("vs_global_mutex_is_mapped_2t", vs_mutex, false, 10);
+    target("metadata_empty_bytes", empty, true, 64 * 1024);
+    target("metadata_bytes_per_gib", per_gib, true, 1024);
+    fflush(stdout);
+}
