@@ -358,7 +358,8 @@ static void release_all(struct walk *w)
 }
 
 /*
- * Move every chunk of r as op says, atomically with respect to other calls:
+ * Move every chunk of r (at most WINDOW_SLABS slabs) as op says, atomically
+ * with respect to other calls:
  *  1. lock every slab of the range in ascending address order (creating the
  *     slabs op needs) and check every chunk; an illegal chunk fails the
  *     call before any system call, with nothing changed;
@@ -368,8 +369,8 @@ static void release_all(struct walk *w)
  * On a system-call error, runs before the failing one keep their new state;
  * *stopped_at (if given) is the first chunk of the range not moved.
  */
-static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
-                const struct mmapper_map_opts *o, uintptr_t *stopped_at)
+static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
+                       const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
     struct walk w = { .m = m, .op = op, .target = chunk_op_target(op), .opts = o,
                       .stopped_at = r.first };
@@ -428,22 +429,71 @@ static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
 
     release_all(&w);
     rcu_read_exit();
-    slab_table_reclaim(&m->table);   /* outside the read-side section */
     if (err && stopped_at)
         *stopped_at = w.stopped_at;
     return err;
 }
 
-static int transition(mmapper_t *m, enum chunk_op op, const void *start, size_t bytes,
-                      const struct mmapper_map_opts *o)
+/* Slabs locked at once by one call: 32 slabs are 8192 chunks (32 GiB of 4 MiB
+ * chunks) per system call at most, and stay under ThreadSanitizer's limit of
+ * 64 mutexes held by one thread. */
+#define WINDOW_SLABS ((uintptr_t)32)
+
+/* walk_window() over consecutive windows of r; each window is atomic. */
+static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
+                const struct mmapper_map_opts *o, uintptr_t *stopped_at)
+{
+    int err = 0;
+    for (uintptr_t c = r.first; c < r.end && !err;) {
+        uintptr_t stop = ((c >> SLAB_LOG_CHUNKS) + WINDOW_SLABS) << SLAB_LOG_CHUNKS;
+        if (stop > r.end)
+            stop = r.end;
+        err = walk_window(m, op, (struct chunk_range){ c, stop }, o, stopped_at);
+        c = stop;
+    }
+    slab_table_reclaim(&m->table);   /* outside any read-side section */
+    return err;
+}
+
+/*
+ * The fast path of every transition: a range within one chunk that is
+ * already where op wants it.  One lookup, no lock, no store; inlined into
+ * each entry point so that it stays a leaf function when nothing is to do.
+ * Anything unusual (bad arguments, options to validate, an unregistered
+ * thread) falls through to transition(), which decides properly.
+ */
+static inline bool already_done(const mmapper_t *m, enum chunk_op op, const void *start,
+                                size_t bytes, const struct mmapper_map_opts *o)
+{
+    uintptr_t first = (uintptr_t)start, last = first + bytes - 1;
+    if (!m || bytes == 0 || last < first || !rcu_reader_registered() ||
+        (first >> m->chunk_shift) != (last >> m->chunk_shift) ||
+        (o && (o->name || (unsigned)o->prot > MMAPPER_PROT_READ_WRITE_EXEC ||
+                (unsigned)o->huge_page > MMAPPER_HUGE_PAGE_NEVER)))
+        return false;
+    unsigned st = lookup_state(m, start);
+    /* A chunk on its way out (CHUNK_LEAVING) is never "already done". */
+    return !(st & CHUNK_LEAVING) && chunk_action(op, st) == ACT_NONE;
+}
+
+static __attribute__((noinline)) int transition(mmapper_t *m, enum chunk_op op,
+                                                const void *start, size_t bytes,
+                                                const struct mmapper_map_opts *o)
 {
     struct chunk_range r;
     int err = to_chunks(m, start, bytes, &r);
     if (err || (err = check_opts(o)) != 0)
         return err;
-    int verdict = scan(m, op, r);
-    if (verdict != 0)
-        return verdict < 0 ? verdict : 0;
+    if (r.end - r.first == 1) {
+        /* One chunk, the common case: a single lookup decides. */
+        unsigned st = state_at(m, start);
+        if (!(st & CHUNK_LEAVING) && chunk_action(op, st) == ACT_NONE)
+            return 0;
+    } else {
+        int verdict = scan(m, op, r);
+        if (verdict != 0)
+            return verdict < 0 ? verdict : 0;
+    }
     return walk(m, op, r, o, NULL);
 }
 
@@ -452,32 +502,44 @@ static int transition(mmapper_t *m, enum chunk_op op, const void *start, size_t 
 MMAPPER_API int mmapper_ensure_mapped(mmapper_t *m, void *start, size_t bytes,
                                       const struct mmapper_map_opts *o)
 {
+    if (already_done(m, OP_MAP, start, bytes, o))
+        return 0;
     return transition(m, OP_MAP, start, bytes, o);
 }
 
 MMAPPER_API int mmapper_quarantine(mmapper_t *m, void *start, size_t bytes,
                                    const struct mmapper_map_opts *o)
 {
+    if (already_done(m, OP_QUARANTINE, start, bytes, o))
+        return 0;
     return transition(m, OP_QUARANTINE, start, bytes, o);
 }
 
 MMAPPER_API int mmapper_mark_as_mapped(mmapper_t *m, void *start, size_t bytes)
 {
+    if (already_done(m, OP_MARK, start, bytes, NULL))
+        return 0;
     return transition(m, OP_MARK, start, bytes, NULL);
 }
 
 MMAPPER_API int mmapper_protect(mmapper_t *m, void *start, size_t bytes)
 {
+    if (already_done(m, OP_PROTECT, start, bytes, NULL))
+        return 0;
     return transition(m, OP_PROTECT, start, bytes, NULL);
 }
 
 MMAPPER_API int mmapper_decommit(mmapper_t *m, void *start, size_t bytes)
 {
+    if (already_done(m, OP_DECOMMIT, start, bytes, NULL))
+        return 0;
     return transition(m, OP_DECOMMIT, start, bytes, NULL);
 }
 
 MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes)
 {
+    if (already_done(m, OP_UNMAP, start, bytes, NULL))
+        return 0;
     return transition(m, OP_UNMAP, start, bytes, NULL);
 }
 

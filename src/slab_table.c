@@ -151,7 +151,8 @@ void slab_table_remove(struct slab_table *t, struct slab *s)
     s->dead = true;
     s->retire_next = t->retired_slabs;
     t->retired_slabs = s;
-    atomic_store_explicit(&t->retire_pending, true, memory_order_relaxed);
+    if (++t->retired_count >= SLAB_RECLAIM_BATCH)
+        atomic_store_explicit(&t->retire_pending, true, memory_order_relaxed);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -181,6 +182,7 @@ void slab_table_reclaim(struct slab_table *t)
     struct slab_array *arrays = t->retired_arrays;
     t->retired_slabs = NULL;
     t->retired_arrays = NULL;
+    t->retired_count = 0;
     atomic_store_explicit(&t->retire_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&t->lock);
     if (!slabs && !arrays)

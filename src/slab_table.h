@@ -57,6 +57,7 @@ struct slab_table {
     size_t live, used;           /* slabs; slabs + tombstones */
     struct slab *retired_slabs;
     struct slab_array *retired_arrays;
+    size_t retired_count;        /* slabs in retired_slabs */
     atomic_bool retire_pending;
     struct meta_pool slab_pool;
     struct mm_counters *counters;
@@ -101,8 +102,11 @@ int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **
  * writers see s->dead under its lock and look up again. */
 void slab_table_remove(struct slab_table *t, struct slab *s);
 
-/* Free what was retired, after a grace period.  Call outside any read-side
+/* Free what was retired, after a grace period, once there is enough of it
+ * (an array, or SLAB_RECLAIM_BATCH slabs) to be worth the wait: a grace
+ * period costs microseconds to milliseconds.  Call outside any read-side
  * section and holding no lock. */
+#define SLAB_RECLAIM_BATCH 16
 void slab_table_reclaim(struct slab_table *t);
 
 #endif
