@@ -20,8 +20,10 @@
  *    register threads with anything.
  *  - Calls are atomic with respect to each other: concurrent calls on
  *    overlapping ranges behave as if they ran one after the other, and each
- *    chunk transition makes its system call exactly once.  Calls on chunks of
- *    different slabs (256 chunks each) never wait for each other.
+ *    chunk transition makes its system call exactly once.  (A range of more
+ *    than 32 slabs — 8192 chunks, 32 GiB at the default chunk size — is
+ *    handled in consecutive windows of 32 slabs, each atomic.)  Calls on
+ *    chunks of different slabs (256 chunks each) never wait for each other.
  *  - An illegal transition (-EINVAL) or a conflict is found before any system
  *    call: nothing changes.  When a system call fails, the chunks that earlier
  *    system calls of the same call moved keep their new state, the others
