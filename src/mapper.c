@@ -466,7 +466,8 @@ static inline bool already_done(const mmapper_t *m, enum chunk_op op, const void
                                 size_t bytes, const struct mmapper_map_opts *o)
 {
     uintptr_t first = (uintptr_t)start, last = first + bytes - 1;
-    if (!m || bytes == 0 || last < first || !rcu_reader_registered() ||
+    if (!m || bytes == 0 || last < first || last >= MMAPPER_ADDRESS_LIMIT ||
+        !rcu_reader_registered() ||
         (first >> m->chunk_shift) != (last >> m->chunk_shift) ||
         (o && (o->name || (unsigned)o->prot > MMAPPER_PROT_READ_WRITE_EXEC ||
                 (unsigned)o->huge_page > MMAPPER_HUGE_PAGE_NEVER)))
