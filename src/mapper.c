@@ -439,11 +439,53 @@ static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
  * 64 mutexes held by one thread. */
 #define WINDOW_SLABS ((uintptr_t)32)
 
+/*
+ * unmap over a range far larger than the table (e.g. "everything" at
+ * shutdown): visit the slabs the table holds instead of every slab key of
+ * the range, so the cost follows what is live, not the size of the range.
+ * Each slab's part is its own atomic window; a slab created concurrently
+ * may be missed, as if it was created after this call.
+ */
+static int unmap_sparse(mmapper_t *m, struct chunk_range r)
+{
+    int err = 0;
+    rcu_read_enter();   /* keeps the array and the slabs we read valid */
+    const struct slab_array *a = rcu_fetch(&m->table.current);
+    for (uintptr_t i = 0; i <= a->mask && !err; i++) {
+        struct slab *s = atomic_load_explicit((_Atomic(struct slab *) *)&a->slots[i],
+                                              memory_order_acquire);
+        if (!s || s == &slab_tombstone)
+            continue;
+        uintptr_t first = s->key << SLAB_LOG_CHUNKS, end = first + SLAB_CHUNKS;
+        first = first < r.first ? r.first : first;
+        end = end > r.end ? r.end : end;
+        if (first < end)   /* nests inside our read-side section */
+            err = walk_window(m, OP_UNMAP, (struct chunk_range){ first, end }, NULL, NULL);
+    }
+    rcu_read_exit();
+    return err;
+}
+
+/* Whether op over r should visit live slabs rather than every slab key. */
+static bool sparse_unmap(const mmapper_t *m, enum chunk_op op, struct chunk_range r)
+{
+    uintptr_t slabs = ((r.end - 1) >> SLAB_LOG_CHUNKS) - (r.first >> SLAB_LOG_CHUNKS) + 1;
+    /* Relaxed: only a cost estimate. */
+    uint64_t capacity = atomic_load_explicit((_Atomic uint64_t *)&m->counters.table_capacity,
+                                             memory_order_relaxed);
+    return op == OP_UNMAP && slabs > 4 * WINDOW_SLABS && slabs > 4 * capacity;
+}
+
 /* walk_window() over consecutive windows of r; each window is atomic. */
 static int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
                 const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
     int err = 0;
+    if (sparse_unmap(m, op, r)) {
+        err = unmap_sparse(m, r);
+        slab_table_reclaim(&m->table);
+        return err;
+    }
     for (uintptr_t c = r.first; c < r.end && !err;) {
         uintptr_t stop = ((c >> SLAB_LOG_CHUNKS) + WINDOW_SLABS) << SLAB_LOG_CHUNKS;
         if (stop > r.end)
@@ -490,7 +532,7 @@ static __attribute__((noinline)) int transition(mmapper_t *m, enum chunk_op op,
         unsigned st = state_at(m, start);
         if (!(st & CHUNK_LEAVING) && chunk_action(op, st) == ACT_NONE)
             return 0;
-    } else {
+    } else if (!sparse_unmap(m, op, r)) {   /* a sparse unmap skips the scan too */
         int verdict = scan(m, op, r);
         if (verdict != 0)
             return verdict < 0 ? verdict : 0;

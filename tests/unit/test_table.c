@@ -227,3 +227,27 @@ Test(reclaim, failed_calls_leave_no_slab)
     cr_assert_eq(stats(&u).slabs, 0);
     unit_teardown(&u);
 }
+
+/* unmap of the whole address space visits only the live slabs: it must
+ * unmap every chunk we hold, scattered over 2^44+ bytes, and nothing else. */
+Test(table, unmap_everything_visits_live_slabs, .timeout = 60)
+{
+    struct unit u;
+    unit_setup(&u, 22);
+    size_t len;
+    char *base = reserve_huge(&len);
+    cr_assert_eq(munmap(base, len), 0);   /* free again: ours to map */
+    for (size_t i = 0; i < 64; i++)
+        cr_assert_eq(mmapper_quarantine(u.m, spread(&u, base, len, i * (NSLABS / 64)), 1,
+                                        NULL), 0);
+    cr_assert_eq(stats(&u).chunks_quarantined, 64);
+    unit_reset_counts(&u);
+    cr_assert_eq(mmapper_unmap(u.m, NULL, MMAPPER_ADDRESS_LIMIT), 0);
+    struct mmapper_stats s = stats(&u);
+    cr_assert_eq(s.chunks_quarantined, 0);
+    cr_assert_eq(s.slabs, 0);
+    unit_expect_calls(&u, 0, 64, 0);   /* one munmap per scattered chunk, nothing else */
+    for (size_t i = 0; i < 64; i++)
+        cr_assert(procmaps_range_free(spread(&u, base, len, i * (NSLABS / 64)), u.chunk));
+    unit_teardown(&u);
+}
