@@ -335,7 +335,8 @@ Test(stats, gauges_and_counters_follow_transitions)
 {
     struct unit u;
     unit_setup(&u, 0);
-    char *a = unit_free_range(4 * u.chunk, u.chunk);
+    /* Slab-aligned, so the four chunks share one slab (s.slabs == 1). */
+    char *a = unit_free_range(4 * u.chunk, 256 * u.chunk);
     struct mmapper_stats s;
     mmapper_get_stats(u.m, &s);
     cr_assert_eq(s.slabs, 0);
