@@ -70,21 +70,6 @@ struct run {
     pthread_barrier_t quiet, checked;
 };
 
-static _Atomic unsigned long failures;
-
-/* One write per message, so that threads' messages do not interleave. */
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
-{
-    if (atomic_fetch_add(&failures, 1) >= 10)
-        return;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "FAIL: %s\n", msg);
-}
-
 /* Every chunk [p, p + bytes) touches must be Mapped. */
 static void check_mapped(mmapper_t *m, const void *p, size_t bytes)
 {

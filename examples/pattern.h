@@ -1,6 +1,6 @@
 /*
- * Test helpers shared by the example drivers: a small PRNG and a content
- * pattern that tells every object (and every word offset in it) apart.
+ * Test helpers shared by the example drivers: failure reporting, a small PRNG
+ * and a content pattern that tells every object (and every word offset in it) apart.
  *
  * An object of n words tagged `tag` holds mix64(tag + i) in word i, for the
  * sampled indices only: all of the first PATTERN_DENSE_WORDS words, then the
@@ -11,9 +11,28 @@
 #ifndef EXAMPLES_PATTERN_H
 #define EXAMPLES_PATTERN_H
 
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+/* Failures seen so far; the first ten are reported. */
+static _Atomic unsigned long failures;
+
+/* One write per message, so that threads' messages do not interleave. */
+__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
+{
+    if (atomic_fetch_add(&failures, 1) >= 10)
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "FAIL: %s\n", msg);
+}
 
 #define PATTERN_DENSE_WORDS 512     /* 4 KiB */
 #define PATTERN_STRIDE_WORDS 8192   /* 64 KiB */

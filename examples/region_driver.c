@@ -57,21 +57,6 @@ static struct {
 static _Atomic(uint64_t *) xchg[XCHG_SLOTS];   /* objects between threads */
 static struct region *heap;
 static pthread_barrier_t quiet, checked;
-static _Atomic unsigned long failures;
-
-/* One write per message, so that threads' messages do not interleave. */
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
-{
-    if (atomic_fetch_add(&failures, 1) >= 10)
-        return;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "FAIL: %s\n", msg);
-}
-
 /* Object layout: word 0 the tag, word 1 the size in words, then the pattern. */
 static bool check_object(const uint64_t *o)
 {
