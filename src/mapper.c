@@ -144,7 +144,6 @@ static int scan(const mmapper_t *m, enum chunk_op op, struct chunk_range r)
 
 struct walk {
     mmapper_t *m;
-    enum chunk_op op;
     unsigned target;                       /* mmapper_state_t after op */
     const struct mmapper_map_opts *opts;
     struct slab *held, *held_last;         /* locked slabs, ascending */
@@ -372,7 +371,7 @@ static void release_all(struct walk *w)
 static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
                        const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
-    struct walk w = { .m = m, .op = op, .target = chunk_op_target(op), .opts = o,
+    struct walk w = { .m = m, .target = chunk_op_target(op), .opts = o,
                       .stopped_at = r.first };
     enum chunk_action on_unmapped = chunk_action(op, MMAPPER_UNMAPPED);
     bool creates = on_unmapped != ACT_NONE && on_unmapped != ACT_ILLEGAL;
@@ -653,7 +652,6 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
         return err;
     /* Fresh pages are zero: the counters start at 0. */
     m->chunk_shift = log_chunk;
-    m->slab_shift = log_chunk + SLAB_LOG_CHUNKS;
     m->self_bytes = bytes;
     os_init(&m->os, os, &m->counters, cfg && cfg->disable_names);
     if ((err = slab_table_init(&m->table, &m->counters)) != 0) {

@@ -11,7 +11,6 @@
 struct mmapper {
     /* Read by every lookup; written only by mmapper_create. */
     unsigned chunk_shift;        /* log2 of the chunk size */
-    unsigned slab_shift;         /* chunk_shift + SLAB_LOG_CHUNKS */
     size_t self_bytes;           /* pages holding this struct */
     struct slab_table table;     /* aligned: its writer half has its own lines */
     struct mm_os os;

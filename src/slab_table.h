@@ -1,7 +1,7 @@
 /*
  * The slab table: finds the slab (the array of chunk states) that covers an
  * address.  An open-addressing hash table of slab pointers, keyed by slab
- * index (address >> slab_shift), published and read through RCU:
+ * index (chunk index >> SLAB_LOG_CHUNKS), published and read through RCU:
  *
  *  - Readers (slab_table_lookup, inline: the hot path) run inside an RCU
  *    read-side section and make no store and no read-modify-write.
