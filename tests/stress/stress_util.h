@@ -106,9 +106,11 @@ void stress_run_threads(unsigned n, void *(*fn)(void *), void *args, size_t arg_
  * chunk), with a free gap of at least STRESS_GUARD bytes left above it: the
  * kernel places new mappings top-down in the highest gap that fits, so other
  * mappings of the process (sanitizer and libc allocations, ...) go there and
- * not into chunks of the region that the test unmaps.
+ * not into chunks of the region that the test unmaps.  4 GiB: glibc alone
+ * may reserve 128 MiB for each of up to 8 x cores malloc arenas as threads
+ * start allocating (512 MiB was once filled, and a region chunk taken).
  */
-#define STRESS_GUARD ((size_t)512 << 20)
+#define STRESS_GUARD ((size_t)4 << 30)
 void *stress_region(mmapper_t *m, size_t bytes, size_t align);
 
 /* Whether the program runs under valgrind.  Valgrind places mappings
