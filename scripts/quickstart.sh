@@ -16,7 +16,8 @@ root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
-          liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox)
+          liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
+          gdb python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The test driver's wrapper (LOG_COMPILER): runs one test program under a
+# deadline, so that `make check` can never hang.
+#
+#   deadline.sh PROGRAM [ARGS...]
+#
+# The program runs in a process group of its own (Criterion forks one process
+# per test, stress programs fork children: all of them are in it).  If it is
+# still running after the deadline, every process of the group gets its
+# threads' backtraces printed (gdb -batch, when gdb is installed; otherwise
+# each thread's kernel stack and the system call it sits in), then the whole
+# group is killed with SIGKILL (a thread inside urcu-bp's grace-period wait
+# has every signal blocked) and the test fails.
+#
+# Deadline: MMAPPER_TEST_DEADLINE seconds (default 60), times
+# MMAPPER_DEADLINE_SCALE (configure sets 3 for sanitizer builds).  Normal
+# running times are well under a quarter of that.
+set -u
+
+[ $# -ge 1 ] || { echo "usage: $0 PROGRAM [ARGS...]" >&2; exit 99; }
+name=${1##*/}
+deadline=$(( ${MMAPPER_TEST_DEADLINE:-60} * ${MMAPPER_DEADLINE_SCALE:-1} ))
+
+# A background job of a non-interactive shell is not a process-group leader,
+# so setsid(1) does not fork: $! is the test itself and leads its own group.
+setsid "$@" &
+pid=$!
+sleep "$deadline" &
+timer=$!
+start=$SECONDS
+
+wait -n -p finished "$pid" "$timer"
+status=$?
+if [ "${finished:-}" = "$pid" ]; then
+    kill "$timer" 2>/dev/null
+    wait "$timer" 2>/dev/null
+    echo "deadline: $name took $((SECONDS - start)) s of its $deadline s"
+    exit "$status"
+fi
+
+echo "DEADLINE: $name still running after $deadline s: it hangs; backtraces follow"
+pids=$(ps -o pid= --sid "$pid" 2>/dev/null)
+kill -STOP -- "-$pid" 2>/dev/null   # freeze the group: one consistent picture
+for p in $pids; do
+    echo "---- process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"
+    if command -v gdb >/dev/null 2>&1; then
+        timeout 30 gdb -batch -nx -p "$p" -ex "set pagination off" \
+            -ex "thread apply all bt 30" 2>&1 |
+            grep -Ev '^(\[New LWP|\[Thread debugging|Using host libthread_db|warning: )'
+    else
+        for t in /proc/"$p"/task/*; do
+            echo "thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)): syscall $(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+            cat "$t/stack" 2>/dev/null | sed 's/^/    /'
+        done
+    fi
+done
+kill -KILL -- "-$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+echo "DEADLINE: $name killed after $deadline s"
+exit 1
