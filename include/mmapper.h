@@ -232,6 +232,21 @@ MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr);
  */
 MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr);
 
+/**
+ * Free the metadata this mapper has retired (slabs and table arrays that
+ * unmap and table resizing took out of use), now, on the calling thread.
+ * Normally the library's reclaimer thread does this in the background after
+ * an RCU grace period, and no other function waits for it; call this where
+ * you need the memory back at once (before measuring metadata, in a forked
+ * child, which has no reclaimer thread until it creates a mapper).  Unlike
+ * every other function it waits for RCU readers: it does not return while
+ * any thread is inside a lookup (or a read-side section of its own) that
+ * began before it, or while other threads keep retiring.  -EINVAL for NULL.
+ * Thread-safe; not async-signal-safe; cancellation is deferred until it
+ * returns.
+ */
+MMAPPER_API int mmapper_reclaim_wait(mmapper_t *m);
+
 /** Counters and gauges.  System-call counters count attempts, failed or not. */
 struct mmapper_stats {
     uint64_t mmap_calls, munmap_calls, mprotect_calls, madvise_calls, name_calls;

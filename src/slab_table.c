@@ -2,6 +2,8 @@
 
 #include "slab_table.h"
 
+#include "reclaim.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -36,8 +38,9 @@ int slab_table_init(struct slab_table *t, struct mm_counters *counters)
     if (err)
         return err;
     atomic_init(&t->current, a);
+    atomic_init(&t->creations, 0);
+    atomic_init(&t->sweep_pending, false);
     pthread_mutex_init(&t->lock, NULL);
-    atomic_init(&t->retire_pending, false);
     meta_pool_init(&t->slab_pool, sizeof(struct slab), counters);
     counter_add(&counters->table_capacity, a->mask + 1);
     return 0;
@@ -89,9 +92,10 @@ static int table_rebuild(struct slab_table *t, struct slab_array *old)
     rcu_publish(&t->current, a);
     counter_add(&t->counters->table_capacity, a->mask + 1);
     counter_sub(&t->counters->table_capacity, old->mask + 1);
+    old->retire_tag = reclaim_tag();   /* after the unpublish above */
     old->retire_next = t->retired_arrays;
     t->retired_arrays = old;
-    atomic_store_explicit(&t->retire_pending, true, memory_order_relaxed);
+    reclaim_wake();
     return 0;
 }
 
@@ -103,7 +107,7 @@ int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **
     struct slab *s;
     _Atomic(struct slab *) *slot = array_find_slot(a, key, &s);
     if (s)
-        goto out;   /* another thread created it meanwhile */
+        goto pin;   /* another thread created it meanwhile */
     bool takes_null = atomic_load_explicit(slot, memory_order_relaxed) == NULL;
     if (takes_null && 4 * (t->used + 1) > 3 * (a->mask + 1)) {
         if ((err = table_rebuild(t, a)) != 0)
@@ -122,18 +126,33 @@ int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **
     /* Release: pairs with the acquire in slab_table_lookup; the key, the
      * mutex and the zeroed (Unmapped) states are visible to whoever finds s. */
     atomic_store_explicit(slot, s, memory_order_release);
+    /* Release: a scan that sees the new count after it read the table
+     * sees the slab, had it looked again. */
+    atomic_fetch_add_explicit(&t->creations, 1, memory_order_release);
     t->live++;
     t->used += takes_null;
     counter_add(&t->counters->slabs, 1);
+pin:
+    /* Under the table lock: s cannot be removed (that takes this lock)
+     * before the pin is there. */
+    slab_pin(s);
 out:
     pthread_mutex_unlock(&t->lock);
     *out = s;
     return err;
 }
 
-void slab_table_remove(struct slab_table *t, struct slab *s)
+bool slab_table_unpublish(struct slab_table *t, struct slab *s)
 {
     pthread_mutex_lock(&t->lock);
+    if (t->retired_count >= RETIRE_LIMIT) {
+        /* The reclaimer is behind (a reader is stuck): keep s published.
+         * Empty, it costs what a retired slab would, and is reused; the
+         * reclaimer's sweep removes it once it has caught up. */
+        atomic_store_explicit(&t->sweep_pending, true, memory_order_relaxed);
+        pthread_mutex_unlock(&t->lock);
+        return false;
+    }
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     struct slab *found;
     _Atomic(struct slab *) *slot = array_find_slot(a, s->key, &found);
@@ -145,50 +164,105 @@ void slab_table_remove(struct slab_table *t, struct slab *s)
         counter_sub(&t->counters->slabs, 1);
     }
     /* Shrink a mostly empty array, so that metadata follows the address
-     * space in use down as well as up (best effort: on ENOMEM keep it). */
-    if (a->mask + 1 > ((uintptr_t)1 << MIN_LOG_CAPACITY) && 8 * t->live < a->mask + 1)
+     * space in use down as well as up (best effort: on ENOMEM keep it).
+     * Not while an old array waits for a grace period: grow and shrink
+     * cycles would retire arrays without bound while a reader is stuck. */
+    if (!t->retired_arrays && a->mask + 1 > ((uintptr_t)1 << MIN_LOG_CAPACITY) &&
+        8 * t->live < a->mask + 1)
         (void)table_rebuild(t, a);
     s->dead = true;
-    s->retire_next = t->retired_slabs;
-    t->retired_slabs = s;
-    if (++t->retired_count >= SLAB_RECLAIM_BATCH)
-        atomic_store_explicit(&t->retire_pending, true, memory_order_relaxed);
+    t->retired_count++;   /* counts toward RETIRE_LIMIT from now on */
     pthread_mutex_unlock(&t->lock);
+    return true;
 }
 
-static void free_retired(struct slab_table *t, struct slab *slabs, struct slab_array *arrays)
+void slab_table_retire(struct slab_table *t, struct slab *list)
 {
-    while (slabs) {
-        struct slab *next = slabs->retire_next;
-        pthread_mutex_destroy(&slabs->lock);
-        meta_pool_free(&t->slab_pool, slabs);
-        slabs = next;
-    }
-    while (arrays) {
-        struct slab_array *next = arrays->retire_next;
-        meta_pages_free(t->counters, arrays, arrays->bytes);
-        arrays = next;
-    }
-}
-
-void slab_table_reclaim(struct slab_table *t)
-{
-    /* Relaxed: a stale false leaves the objects for the next reclaim or for
-     * fini; a thread always sees its own retire, so nothing waits forever. */
-    if (!atomic_load_explicit(&t->retire_pending, memory_order_relaxed))
+    if (!list)
         return;
     pthread_mutex_lock(&t->lock);
-    struct slab *slabs = t->retired_slabs;
-    struct slab_array *arrays = t->retired_arrays;
-    t->retired_slabs = NULL;
-    t->retired_arrays = NULL;
-    t->retired_count = 0;
-    atomic_store_explicit(&t->retire_pending, false, memory_order_relaxed);
+    while (list) {
+        struct slab *s = list;
+        list = s->held_next;
+        s->retire_tag = reclaim_tag();   /* after the unpublish */
+        s->retire_next = t->retired_slabs;
+        t->retired_slabs = s;
+    }
     pthread_mutex_unlock(&t->lock);
-    if (!slabs && !arrays)
-        return;
-    rcu_wait_for_readers();
-    free_retired(t, slabs, arrays);
+    reclaim_wake();
+}
+
+static void free_slab(struct slab_table *t, struct slab *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    meta_pool_free(&t->slab_pool, s);
+}
+
+static void free_array(struct slab_table *t, struct slab_array *a)
+{
+    meta_pages_free(t->counters, a, a->bytes);
+}
+
+/* Remove the empty slabs that RETIRE_LIMIT kept.  Only a reclaimer round
+ * runs this, and rounds never overlap, so nothing we look at is freed
+ * under us (only rounds free).  A slab whose lock is busy is skipped: its
+ * holder removes it itself if it leaves it empty. */
+static bool sweep(struct slab_table *t)
+{
+    if (!atomic_exchange_explicit(&t->sweep_pending, false, memory_order_relaxed))
+        return false;
+    struct slab_array *a = rcu_fetch(&t->current);
+    struct slab *removed = NULL;
+    for (uintptr_t i = 0; i <= a->mask; i++) {
+        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_acquire);
+        if (!s || s == &slab_tombstone || pthread_mutex_trylock(&s->lock) != 0)
+            continue;
+        bool gone = !s->dead && s->live == 0 && slab_table_unpublish(t, s);
+        if (gone) {
+            s->held_next = removed;
+            removed = s;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    slab_table_retire(t, removed);
+    return removed != NULL;
+}
+
+int slab_table_free_due(struct slab_table *t)
+{
+    int result = 0;
+    pthread_mutex_lock(&t->lock);
+    for (struct slab **p = &t->retired_slabs; *p;) {
+        struct slab *s = *p;
+        /* Acquire on pins: pairs with slab_unpin's release; the writer that
+         * waited for s is done with it. */
+        if (reclaim_due(s->retire_tag) &&
+            atomic_load_explicit(&s->pins, memory_order_acquire) == 0) {
+            *p = s->retire_next;
+            t->retired_count--;
+            free_slab(t, s);
+            result |= SLAB_TABLE_FREED;
+        } else {
+            p = &s->retire_next;
+            result |= SLAB_TABLE_MORE;
+        }
+    }
+    for (struct slab_array **p = &t->retired_arrays; *p;) {
+        struct slab_array *a = *p;
+        if (reclaim_due(a->retire_tag)) {
+            *p = a->retire_next;
+            free_array(t, a);
+            result |= SLAB_TABLE_FREED;
+        } else {
+            p = &a->retire_next;
+            result |= SLAB_TABLE_MORE;
+        }
+    }
+    bool catch_up = t->retired_count < RETIRE_LIMIT / 2;
+    pthread_mutex_unlock(&t->lock);
+    if (catch_up && sweep(t))
+        result |= SLAB_TABLE_MORE;
+    return result;
 }
 
 void slab_table_fini(struct slab_table *t)
@@ -201,7 +275,14 @@ void slab_table_fini(struct slab_table *t)
     }
     counter_sub(&t->counters->table_capacity, a->mask + 1);
     meta_pages_free(t->counters, a, a->bytes);
-    free_retired(t, t->retired_slabs, t->retired_arrays);
+    for (struct slab *s = t->retired_slabs, *next; s; s = next) {
+        next = s->retire_next;
+        free_slab(t, s);
+    }
+    for (struct slab_array *r = t->retired_arrays, *next; r; r = next) {
+        next = r->retire_next;
+        free_array(t, r);
+    }
     meta_pool_destroy(&t->slab_pool);   /* slabs still live go with their blocks */
     pthread_mutex_destroy(&t->lock);
 }

@@ -8,8 +8,9 @@
  *  - Writers (create, remove, grow) serialise on table->lock.  A new slab is
  *    fully initialised before its pointer is stored with release order; a
  *    removed slab's slot becomes a tombstone; a grown array is published
- *    with release order.  Removed slabs and old arrays go on a retire list
- *    and are freed by slab_table_reclaim() after a grace period.
+ *    with release order.  Removed slabs and old arrays go on a retire list,
+ *    tagged with the grace period they wait for, and the reclaimer thread
+ *    (reclaim.c) frees them: no caller ever waits for readers.
  *  - The array always keeps a NULL slot (load factor, tombstones included,
  *    at most 3/4), so a probe ends.
  */
@@ -34,10 +35,18 @@ struct slab {
     /* Writers of state[] hold lock; lock is taken only around transitions
      * that have work to do, never by readers. */
     pthread_mutex_t lock;
+    /* Seqcount over state[]: odd while the lock holder changes states, so a
+     * lock-free reader of several chunks can tell that what it read was
+     * current all at once (mapper.c, scan()). */
+    _Atomic uint32_t version;
+    /* Writers waiting for lock outside any read-side section: the slab is
+     * not freed while pinned, even once dead (slab_table_free_due). */
+    _Atomic uint32_t pins;
     unsigned live;               /* chunks not Unmapped; under lock */
     bool dead;                   /* removed from the table; under lock */
     struct slab *held_next;      /* the locking walker's list; under lock */
     struct slab *retire_next;    /* under the table lock */
+    uint64_t retire_tag;         /* reclaim_tag() when retired */
     chunk_state_t state[SLAB_CHUNKS];
 };
 
@@ -46,21 +55,34 @@ struct slab_array {
     unsigned hash_shift;         /* 64 - log2(capacity) */
     size_t bytes;
     struct slab_array *retire_next;
+    uint64_t retire_tag;
     _Atomic(struct slab *) slots[];
 };
 
+/* Retired slabs not yet freed, per table, at most (about 400 KiB): past it
+ * an empty slab simply stays in the table, to be reused by the next
+ * transition there or removed by the reclaimer's sweep once it has caught
+ * up.  So a reader stuck forever (a stopped thread) costs a bounded amount
+ * of memory.  Arrays are retired on growth only while one is pending (no
+ * shrinking), so they sum to less than the current array. */
+#define RETIRE_LIMIT 1024
+
 struct slab_table {
     _Atomic(struct slab_array *) current;   /* read by every lookup */
+    /* Bumped when a slab is created: a lock-free reader of several slabs
+     * that saw the same count before and after saw no slab appear. */
+    _Atomic uint64_t creations;
 
     /* Writer side, on its own cache lines. */
     _Alignas(64) pthread_mutex_t lock;
     size_t live, used;           /* slabs; slabs + tombstones */
     struct slab *retired_slabs;
     struct slab_array *retired_arrays;
-    size_t retired_count;        /* slabs in retired_slabs */
-    atomic_bool retire_pending;
+    size_t retired_count;        /* slabs unpublished and not yet freed */
+    atomic_bool sweep_pending;   /* an empty slab stayed (RETIRE_LIMIT) */
     struct meta_pool slab_pool;
     struct mm_counters *counters;
+    struct slab_table *reclaim_next;   /* reclaim.c's registry */
 };
 
 /* Never a real key (keys are < 2^57 >> 12), so probes simply pass over it. */
@@ -90,23 +112,48 @@ static inline struct slab *slab_table_lookup(const struct slab_table *t, uintptr
 }
 
 int slab_table_init(struct slab_table *t, struct mm_counters *counters);
-/* Free every slab, array and retired object.  No concurrent users. */
+/* Free every slab, array and retired object.  No concurrent users, and
+ * unregistered from the reclaimer. */
 void slab_table_fini(struct slab_table *t);
 
-/* The slab for key, created (all chunks Unmapped) if missing.  Inside an RCU
- * read-side section; may hold slab locks, not the table lock. -ENOMEM. */
+/* The slab for key, created (all chunks Unmapped) if missing, and pinned:
+ * the caller unpins it (slab_unpin) once it holds its lock or is done with
+ * it.  Called outside any read-side section.  -ENOMEM. */
 int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **out);
 
-/* Unpublish s (its lock held, s->live == 0) and retire it.  Lookups that
- * already found it may still use it until their read-side section ends;
- * writers see s->dead under its lock and look up again. */
-void slab_table_remove(struct slab_table *t, struct slab *s);
+static inline void slab_pin(struct slab *s)
+{
+    /* Relaxed: the pin is taken inside a read-side section (or under the
+     * table lock); the grace period (or that lock) orders it before the
+     * reclaimer's check. */
+    atomic_fetch_add_explicit(&s->pins, 1, memory_order_relaxed);
+}
 
-/* Free what was retired, after a grace period, once there is enough of it
- * (an array, or SLAB_RECLAIM_BATCH slabs) to be worth the wait: a grace
- * period costs microseconds to milliseconds.  Call outside any read-side
- * section and holding no lock. */
-#define SLAB_RECLAIM_BATCH 16
-void slab_table_reclaim(struct slab_table *t);
+static inline void slab_unpin(struct slab *s)
+{
+    /* Release: our last use of s happens before the reclaimer's acquire
+     * load of pins that lets it free s. */
+    atomic_fetch_sub_explicit(&s->pins, 1, memory_order_release);
+}
+
+/* Unpublish s (its lock held, s->live == 0) and mark it dead, unless
+ * RETIRE_LIMIT slabs already wait for the reclaimer: then s stays, and
+ * false is returned.  Lookups that already found it may still use it until
+ * their read-side section ends; writers see s->dead under its lock and
+ * look up again.  The caller unlocks s, then hands it to
+ * slab_table_retire(): once retired it may be freed at any moment, so it
+ * must not be retired while its lock is still held. */
+bool slab_table_unpublish(struct slab_table *t, struct slab *s);
+/* Retire a list of unpublished, unlocked slabs (linked through held_next)
+ * and wake the reclaimer.  Never waits for readers. */
+void slab_table_retire(struct slab_table *t, struct slab *list);
+
+/* The reclaimer's part (one reclaimer round at a time): free what is due
+ * (grace period over, not pinned), then, if empty slabs were kept because
+ * of RETIRE_LIMIT, remove them now.  Returns SLAB_TABLE_FREED if it freed
+ * something, SLAB_TABLE_MORE if retired objects remain. */
+#define SLAB_TABLE_FREED 1
+#define SLAB_TABLE_MORE 2
+int slab_table_free_due(struct slab_table *t);
 
 #endif

@@ -138,6 +138,8 @@ static void give_back(struct shared *s, uint64_t i)
  * and the live slabs are exactly the slabs holding them plus the stable one. */
 static void check_peak(struct shared *s)
 {
+    /* Empty slabs may still wait for the reclaimer (RETIRE_LIMIT). */
+    CHECK_RC(mmapper_reclaim_wait(s->m), 0, "reclaim_wait at the peak");
     struct procmaps pm;
     CHECK(procmaps_read(&pm) == 0, "cannot read /proc/self/maps");
     uint64_t held = 0;
@@ -335,6 +337,7 @@ int main(int argc, char **argv)
         pthread_join(tids[i], NULL);
 
     struct mmapper_stats st;
+    CHECK_RC(mmapper_reclaim_wait(s.m), 0, "reclaim_wait at the end");
     mmapper_get_stats(s.m, &st);
     CHECK(st.slabs == 1, "%" PRIu64 " live slabs after the writers gave everything back, "
                          "expected only the stable one", st.slabs);
