@@ -342,6 +342,8 @@ int main(int argc, char **argv)
                  op_names[op], atomic_load(&s.calls[op]));
     }
     CHECK_RC(mmapper_unmap(s.m, s.base, NCHUNKS * s.chunk), 0, "final unmap");
+    /* Empty slabs kept while the reclaimer was behind (RETIRE_LIMIT) go now. */
+    CHECK_RC(mmapper_reclaim_wait(s.m), 0, "reclaim_wait");
     struct mmapper_stats st;
     mmapper_get_stats(s.m, &st);
     CHECK(st.slabs == 0 && st.chunks_mapped + st.chunks_quarantined + st.chunks_protected == 0,

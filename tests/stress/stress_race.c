@@ -195,6 +195,8 @@ static void check_gauges(struct shared *s, const char *when)
             live |= mmapper_state(s->m, s->base + c * s->chunk) != MMAPPER_UNMAPPED;
         slabs += live;
     }
+    /* Empty slabs kept while the reclaimer was behind (RETIRE_LIMIT) go now. */
+    CHECK_RC(mmapper_reclaim_wait(s->m), 0, "reclaim_wait");
     struct mmapper_stats st;
     mmapper_get_stats(s->m, &st);
     CHECK(st.chunks_mapped == count[MMAPPER_MAPPED] &&

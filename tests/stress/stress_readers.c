@@ -294,6 +294,7 @@ int main(int argc, char **argv)
     stress_check_maps(s.m, s.base, NCHUNKS * s.chunk, true, "at the end");
     stress_check_settled(s.m, s.base, NCHUNKS * s.chunk, "at the end");
     CHECK_RC(mmapper_unmap(s.m, s.base, NCHUNKS * s.chunk), 0, "final unmap");
+    CHECK_RC(mmapper_reclaim_wait(s.m), 0, "reclaim_wait");
     struct mmapper_stats st;
     mmapper_get_stats(s.m, &st);
     CHECK(st.slabs == 0, "%" PRIu64 " slabs left", st.slabs);
