@@ -12,14 +12,14 @@
 # group is killed with SIGKILL (a thread inside urcu-bp's grace-period wait
 # has every signal blocked) and the test fails.
 #
-# Deadline: MMAPPER_TEST_DEADLINE seconds (default 60), times
+# Deadline: MMAPPER_TEST_DEADLINE seconds (default 30), times
 # MMAPPER_DEADLINE_SCALE (configure sets 3 for sanitizer builds).  Normal
 # running times are well under a quarter of that.
 set -u
 
 [ $# -ge 1 ] || { echo "usage: $0 PROGRAM [ARGS...]" >&2; exit 99; }
 name=${1##*/}
-deadline=$(( ${MMAPPER_TEST_DEADLINE:-60} * ${MMAPPER_DEADLINE_SCALE:-1} ))
+deadline=$(( ${MMAPPER_TEST_DEADLINE:-30} * ${MMAPPER_DEADLINE_SCALE:-1} ))
 
 # A background job of a non-interactive shell is not a process-group leader,
 # so setsid(1) does not fork: $! is the test itself and leads its own group.
