@@ -159,29 +159,47 @@ static int start_thread(void)
     return 0;
 }
 
+/* The registry lock is never held by a thread a signal could stop (see
+ * walk_window in walk.c for why). */
+static void lock_registry(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+    pthread_mutex_lock(&registry_lock);
+}
+
+static void unlock_registry(const sigset_t *old)
+{
+    pthread_mutex_unlock(&registry_lock);
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 int reclaim_register(struct slab_table *t)
 {
     int err = 0;
-    pthread_mutex_lock(&registry_lock);
+    sigset_t old;
+    lock_registry(&old);
     if (!thread_running && (err = start_thread()) == 0)
         thread_running = true;
     if (!err) {
         t->reclaim_next = registry;
         registry = t;
     }
-    pthread_mutex_unlock(&registry_lock);
+    unlock_registry(&old);
     return err;
 }
 
 void reclaim_unregister(struct slab_table *t)
 {
-    pthread_mutex_lock(&registry_lock);
+    sigset_t old;
+    lock_registry(&old);
     struct slab_table **p = &registry;
     while (*p && *p != t)
         p = &(*p)->reclaim_next;
     if (*p)
         *p = t->reclaim_next;
-    pthread_mutex_unlock(&registry_lock);
+    unlock_registry(&old);
 }
 
 void reclaim_forget_thread_in_child(void)

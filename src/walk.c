@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 
 #define CHUNK_INDEX_MASK (SLAB_CHUNKS - 1)
 
@@ -421,8 +422,8 @@ static bool missing_slab_appeared(const struct walk *w, uintptr_t first_key, uin
  *     call per run (runs span slabs, not gaps without a slab);
  *  3. unlock, removing slabs left empty.
  */
-static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
-                       const struct mmapper_map_opts *o, uintptr_t *stopped_at)
+static int walk_window_locked(mmapper_t *m, enum chunk_op op, struct chunk_range r,
+                              const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
     struct walk w = { .m = m, .target = chunk_op_target(op), .opts = o,
                       .stopped_at = r.first };
@@ -491,6 +492,26 @@ static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
     release_all(&w);
     if (err && stopped_at)
         *stopped_at = w.stopped_at;
+    return err;
+}
+
+/*
+ * walk_window_locked with every signal blocked: a thread never holds a slab
+ * (or table) lock while it could be stopped by a signal, such as a
+ * collector's suspend signal.  So a stopped thread never keeps another
+ * thread's call waiting for one of our locks, and a thread waiting for a
+ * lock waits only for threads that are running to the end of a system
+ * call.  The cost is two rt_sigprocmask calls on a path that makes at least
+ * one system call anyway (mark_as_mapped aside).
+ */
+static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
+                       const struct mmapper_map_opts *o, uintptr_t *stopped_at)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = walk_window_locked(m, op, r, o, stopped_at);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }
 

@@ -333,10 +333,16 @@ static void test_slow_syscall(void)
     struct gate_os g;
     mmapper_t *m = gate_mapper(&g, 16);
     size_t chunk = mmapper_granularity(m), slab = SLAB_CHUNKS * chunk;
-    char *base = stress_region(m, 2 * slab, slab);
+    /* Slab 0 is A's; B is 20 slabs with one chunk each, so that unmapping
+     * B retires 20 slabs (more than any batch a grace period might wait
+     * for). */
+    const size_t nb = 20;
+    char *base = stress_region(m, (1 + nb) * slab, slab);
+    CHECK_RC(mmapper_unmap(m, base, (1 + nb) * slab), 0, "unmap the region: no slab left");
     char *a = base, *b = base + slab;
     CHECK_RC(mmapper_ensure_mapped(m, a, 2 * chunk, NULL), 0, "map a");
-    CHECK_RC(mmapper_ensure_mapped(m, b, chunk, NULL), 0, "map b");
+    for (size_t i = 0; i < nb; i++)
+        CHECK_RC(mmapper_ensure_mapped(m, b + i * slab, chunk, NULL), 0, "map b");
 
     /* A munmap in slab A that takes as long as we say. */
     atomic_store(&g.hold_addr, (uintptr_t)a);
@@ -346,9 +352,9 @@ static void test_slow_syscall(void)
     /* A writer queues behind it for slab A's lock. */
     call_start(&waiter, m, do_map, a + chunk * 5, chunk);
     sleep_ms(5);
-    /* Slab B: its unmap empties it (a retire) and returns at once. */
+    /* The B slabs: their unmap retires 20 slabs and returns at once. */
     double t0 = stress_now();
-    call_start(&other, m, do_unmap, b, chunk);
+    call_start(&other, m, do_unmap, b, nb * slab);
     wait_until(&other.done, "an unmap in slab B while a munmap in slab A is in progress");
     double unmap_ms = (stress_now() - t0) * 1e3;
     CHECK_RC(other.rc, 0, "unmap in slab B");
@@ -367,10 +373,10 @@ static void test_slow_syscall(void)
     CHECK_RC(waiter.rc, 0, "waiting map");
     CHECK(mmapper_state(m, a) == MMAPPER_UNMAPPED && mmapper_is_mapped(m, a + chunk * 5),
           "states after the slow munmap");
-    stress_check_maps(m, base, 2 * slab, true, "after slow_syscall");
+    stress_check_maps(m, base, (1 + nb) * slab, true, "after slow_syscall");
     stress_summary("slow_syscall: unmap in another slab took %.2f ms while a munmap was held",
                    unmap_ms);
-    CHECK_RC(mmapper_unmap(m, base, 2 * slab), 0, "cleanup");
+    CHECK_RC(mmapper_unmap(m, base, (1 + nb) * slab), 0, "cleanup");
     mmapper_destroy(m);
 }
 
@@ -490,15 +496,19 @@ static void *flipper_main(void *arg)
 
 static void test_scan_atomic(void)
 {
-    struct flipper f = { .tries = STRESS_SCALE3(3000, 1000, 300) };
+    struct flipper f = { .tries = STRESS_SCALE3(2000, 1000, 300) };
     CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16 }, &f.m), 0,
              "create");
     size_t chunk = mmapper_granularity(f.m), slab = SLAB_CHUNKS * chunk;
-    /* A and B in different slabs, so the scan reads two slabs. */
-    char *base = stress_region(f.m, 2 * slab, slab);
-    CHECK_RC(mmapper_unmap(f.m, base, 2 * slab), 0, "unmap the region: no slab left");
-    f.a = base + slab - chunk;
-    f.b = base + slab;
+    /* A is the first chunk and B the last of 7000 (28 slabs, one window);
+     * the chunks between stay Protected, so reading the range takes long
+     * enough for the other thread to act in the middle of it. */
+    const size_t n = 7000;
+    char *base = stress_region(f.m, n * chunk, slab);
+    f.a = base;
+    f.b = base + (n - 1) * chunk;
+    CHECK_RC(mmapper_ensure_mapped(f.m, base, n * chunk, NULL), 0, "map the range");
+    CHECK_RC(mmapper_protect(f.m, base, n * chunk), 0, "protect the range");
     pthread_barrier_init(&f.go, NULL, 2);
     pthread_barrier_init(&f.done, NULL, 2);
     pthread_t t;
@@ -509,17 +519,18 @@ static void test_scan_atomic(void)
         CHECK_RC(mmapper_protect(f.m, f.a, chunk), 0, "protect A");
         CHECK_RC(mmapper_unmap(f.m, f.b, chunk), 0, "unmap B");
         pthread_barrier_wait(&f.go);
-        /* A is Protected or Unmapped, B Unmapped, Mapped or Protected: at
-         * no instant are both legal for protect (A Unmapped first). */
-        int rc = mmapper_protect(f.m, f.a, 2 * chunk);
+        /* A is Protected or Unmapped, B Unmapped, Mapped or Protected, and A
+         * is Unmapped before B is anything but Unmapped: at no instant is
+         * the whole range legal for protect. */
+        int rc = mmapper_protect(f.m, base, n * chunk);
         wrong += rc != -EINVAL;
         pthread_barrier_wait(&f.done);
     }
     pthread_join(t, NULL);
-    CHECK(wrong == 0, "protect([A, B]) returned other than -EINVAL in %u of %u tries",
+    CHECK(wrong == 0, "protect([A .. B]) returned other than -EINVAL in %u of %u tries",
           wrong, f.tries);
     stress_summary("scan_atomic: %u tries, every one -EINVAL", f.tries);
-    CHECK_RC(mmapper_unmap(f.m, base, 2 * slab), 0, "cleanup");
+    CHECK_RC(mmapper_unmap(f.m, base, n * chunk), 0, "cleanup");
     mmapper_destroy(f.m);
 }
 
