@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "chunk_state.h"
+#include "fork.h"
 #include "reclaim.h"
 #include "walk.h"
 
@@ -52,14 +53,14 @@ static int check_opts(const struct mmapper_map_opts *o)
 static inline unsigned lookup_state(const mmapper_t *m, const void *addr)
 {
     uintptr_t chunk = (uintptr_t)addr >> m->chunk_shift;
-    rcu_read_enter();
+    bool fork_reader = rcu_read_enter();
     const struct slab *s = slab_table_lookup(&m->table, chunk >> SLAB_LOG_CHUNKS);
     /* Acquire: pairs with the release in record(); a caller that sees
      * Mapped may touch the memory the syscall mapped. */
     unsigned st = s ? atomic_load_explicit(&s->state[chunk & CHUNK_INDEX_MASK],
                                            memory_order_acquire)
                     : MMAPPER_UNMAPPED;
-    rcu_read_exit();
+    rcu_read_exit(fork_reader);
     return st;
 }
 
@@ -248,9 +249,12 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
     if (log_chunk < log_page || log_chunk > 30 || !os)
         return -EINVAL;
 
+    int err = fork_handlers_register();
+    if (err)
+        return err;
     size_t bytes = meta_pages_round(sizeof(struct mmapper));
     mmapper_t *m;
-    int err = os_meta_map(bytes, (void **)&m);
+    err = os_meta_map(bytes, (void **)&m);
     if (err)
         return err;
     /* Fresh pages are zero: the counters start at 0. */

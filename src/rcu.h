@@ -66,15 +66,30 @@ static inline bool rcu_reader_registered(void)
 #endif
 }
 
-static inline void rcu_read_enter(void)
+/* fork.c: a thread's first section while a fork is being prepared reads
+ * without registering with urcu-bp (which would wait for the lock the
+ * forking thread holds); see fork.c for why that is safe. */
+bool rcu_read_enter_unregistered(void);
+void rcu_read_exit_fork_reader(void);
+
+/* Enter a read-side section.  Returns what rcu_read_exit() needs: whether
+ * this section is a fork reader's (never, once the thread is registered). */
+static inline bool rcu_read_enter(void)
 {
-    urcu_bp_read_lock();
+    if (__builtin_expect(rcu_reader_registered(), 1)) {
+        urcu_bp_read_lock();
+        return false;
+    }
+    return rcu_read_enter_unregistered();
 }
 
-static inline void rcu_read_exit(void)
+static inline void rcu_read_exit(bool fork_reader)
 {
     MM_TSAN_RELEASE();   /* everything this reader did happens before ... */
-    urcu_bp_read_unlock();
+    if (__builtin_expect(fork_reader, 0))
+        rcu_read_exit_fork_reader();
+    else
+        urcu_bp_read_unlock();
 }
 
 /* Wait until every read-side critical section that might still see an

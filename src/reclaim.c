@@ -96,6 +96,13 @@ static int reclaim_round(struct slab_table *only)
     rcu_wait_for_readers();
     /* Release: pairs with reclaim_due's acquire. */
     atomic_store_explicit(&gp_completed, n, memory_order_release);
+    if (fork_readers_active()) {
+        /* A thread reads without a registered section (a fork is being
+         * prepared): the grace period did not wait for it.  Free nothing
+         * this round. */
+        pthread_mutex_unlock(&round_lock);
+        return SLAB_TABLE_MORE;
+    }
     if (only) {
         result = slab_table_free_due(only);
     } else {
@@ -212,4 +219,12 @@ void reclaim_forget_thread_in_child(void)
     pthread_mutex_init(&round_lock, NULL);
     thread_running = false;
     atomic_store(&wake_word, 0);
+}
+
+void reclaim_each_table_in_child(void (*fn)(struct slab_table *t))
+{
+    /* The registry changes by single pointer stores: whatever instant the
+     * fork copied, it is a well-formed list. */
+    for (struct slab_table *t = registry; t; t = t->reclaim_next)
+        fn(t);
 }

@@ -46,7 +46,12 @@ uint64_t reclaim_completed(void);
  * is left: waits for readers (mmapper_reclaim_wait). */
 int reclaim_wait(struct slab_table *t);
 
-/* Fork handling (fork.c): the reclaimer thread does not exist in a child. */
+/* Fork handling (fork.c), in a forked child only: the reclaimer thread does
+ * not exist there, its locks may have been held; and every mapper. */
 void reclaim_forget_thread_in_child(void);
+void reclaim_each_table_in_child(void (*fn)(struct slab_table *t));
+
+/* Whether a thread reads without registration (fork.c): no frees then. */
+bool fork_readers_active(void);
 
 #endif

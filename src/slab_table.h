@@ -47,6 +47,14 @@ struct slab {
     struct slab *held_next;      /* the locking walker's list; under lock */
     struct slab *retire_next;    /* under the table lock */
     uint64_t retire_tag;         /* reclaim_tag() when retired */
+    /* The run whose system call the lock holder is making, kept in the
+     * run's first slab from before the call until its states are recorded:
+     * a forked child learns from it which chunks the kernel may hold
+     * differently from their record (fork.c).  Relaxed: only the lock
+     * holder writes it, and only a child reads it, after fork() copied it. */
+    _Atomic uintptr_t intent_first;
+    _Atomic uint32_t intent_n;            /* 0: no call in flight */
+    _Atomic uint8_t intent_act;           /* enum chunk_action */
     chunk_state_t state[SLAB_CHUNKS];
 };
 

@@ -62,7 +62,7 @@ static int scan_window(const mmapper_t *m, enum chunk_op op, struct chunk_range 
     const struct slab_table *t = &m->table;
     int verdict = 1;
 
-    rcu_read_enter();
+    bool fork_reader = rcu_read_enter();
     uint64_t created = atomic_load(&t->creations);
     for (uintptr_t c = r.first; c < r.end && verdict > 0;) {
         uintptr_t key = c >> SLAB_LOG_CHUNKS;
@@ -108,7 +108,7 @@ static int scan_window(const mmapper_t *m, enum chunk_op op, struct chunk_range 
         if (atomic_load(&t->creations) != created)
             verdict = 0;
     }
-    rcu_read_exit();
+    rcu_read_exit(fork_reader);
     return verdict;
 }
 
@@ -144,13 +144,13 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
 {
     struct slab_table *t = &w->m->table;
     for (;;) {
-        rcu_read_enter();
+        bool fork_reader = rcu_read_enter();
         struct slab *s = slab_table_lookup(t, key);
         if (s && pthread_mutex_trylock(&s->lock) == 0) {
             bool dead = s->dead;
             if (dead)
                 pthread_mutex_unlock(&s->lock);   /* removed: look again */
-            rcu_read_exit();
+            rcu_read_exit(fork_reader);
             if (dead)
                 continue;
             hold(w, s);
@@ -159,7 +159,7 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
         }
         if (s)
             slab_pin(s);
-        rcu_read_exit();
+        rcu_read_exit(fork_reader);
         if (!s) {
             if (!create) {
                 *out = NULL;
@@ -340,6 +340,11 @@ static int flush_run(struct walk *w)
     uintptr_t done = 0;
     int err = 0;
 
+    struct slab *intent = held_slab(w, first >> SLAB_LOG_CHUNKS);
+    atomic_store_explicit(&intent->intent_first, first, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_act, (uint8_t)act, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_n, (uint32_t)n, memory_order_relaxed);
+
     if (act == ACT_COMMIT)
         err = apply_attrs(os, addr, len, w->opts);
     if (!err) {
@@ -364,6 +369,7 @@ static int flush_run(struct walk *w)
         (err = apply_attrs(os, addr, len, w->opts)) != 0 && os_unmap(os, addr, len) == 0)
         done = 0;
     settle(w, first, n, done);
+    atomic_store_explicit(&intent->intent_n, 0, memory_order_relaxed);
     if (err)
         w->stopped_at = first + done;
     return err;
@@ -396,7 +402,7 @@ static bool missing_slab_appeared(const struct walk *w, uintptr_t first_key, uin
     const struct slab_table *t = &w->m->table;
     const struct slab *h = w->held;
     bool appeared = false;
-    rcu_read_enter();
+    bool fork_reader = rcu_read_enter();
     for (uintptr_t key = first_key; key <= last_key && !appeared; key++) {
         if (h && h->key == key) {
             h = h->held_next;
@@ -404,7 +410,7 @@ static bool missing_slab_appeared(const struct walk *w, uintptr_t first_key, uin
         }
         appeared = slab_table_lookup(t, key) != NULL;
     }
-    rcu_read_exit();
+    rcu_read_exit(fork_reader);
     return appeared;
 }
 
@@ -534,7 +540,7 @@ static int unmap_sparse(mmapper_t *m, struct chunk_range r)
     for (;;) {
         uintptr_t keys[SPARSE_BATCH];
         unsigned n = 0;
-        rcu_read_enter();
+        bool fork_reader = rcu_read_enter();
         const struct slab_array *a = rcu_fetch(&m->table.current);
         for (uintptr_t i = 0; i <= a->mask; i++) {
             const struct slab *s = atomic_load_explicit(
@@ -549,7 +555,7 @@ static int unmap_sparse(mmapper_t *m, struct chunk_range r)
                 keys[j] = keys[j - 1];
             keys[j] = s->key;
         }
-        rcu_read_exit();
+        rcu_read_exit(fork_reader);
         for (unsigned j = 0; j < n; j++) {
             uintptr_t first = keys[j] << SLAB_LOG_CHUNKS;
             struct chunk_range part = { first > r.first ? first : r.first,
