@@ -12,14 +12,17 @@
 # group is killed with SIGKILL (a thread inside urcu-bp's grace-period wait
 # has every signal blocked) and the test fails.
 #
-# Deadline: MMAPPER_TEST_DEADLINE seconds (default 30), times
+# Deadline: MMAPPER_DEADLINE_<name> or MMAPPER_TEST_DEADLINE seconds
+# (default 20), times
 # MMAPPER_DEADLINE_SCALE (configure sets 3 for sanitizer builds).  Normal
 # running times are well under a quarter of that.
 set -u
 
 [ $# -ge 1 ] || { echo "usage: $0 PROGRAM [ARGS...]" >&2; exit 99; }
 name=${1##*/}
-deadline=$(( ${MMAPPER_TEST_DEADLINE:-30} * ${MMAPPER_DEADLINE_SCALE:-1} ))
+# A test that needs longer says so in MMAPPER_DEADLINE_<name> (Makefile.am).
+own="MMAPPER_DEADLINE_${name//[^A-Za-z0-9_]/_}"
+deadline=$(( ${!own:-${MMAPPER_TEST_DEADLINE:-20}} * ${MMAPPER_DEADLINE_SCALE:-1} ))
 
 # A background job of a non-interactive shell is not a process-group leader,
 # so setsid(1) does not fork: $! is the test itself and leads its own group.
