@@ -40,6 +40,9 @@ struct hook_os {
     void (*before)(struct hook_os *h, enum hook_call call, void *addr, size_t len, int prot,
                    int flags);
     void *arg;
+    /* Fail the next mprotect / MAP_FIXED mmap with this errno, once, after
+     * `before` ran (which may have done part of the work itself). */
+    _Atomic int fail_mprotect, fail_fixed_mmap;
 };
 
 static int hook_mmap(void *ctx, void *addr, size_t len, int prot, int flags, void **out)
@@ -47,6 +50,9 @@ static int hook_mmap(void *ctx, void *addr, size_t len, int prot, int flags, voi
     struct hook_os *h = ctx;
     if (h->before)
         h->before(h, HOOK_MMAP, addr, len, prot, flags);
+    int err = (flags & MAP_FIXED) ? atomic_exchange(&h->fail_fixed_mmap, 0) : 0;
+    if (err)
+        return -err;
     return h->next->mmap(h->next->ctx, addr, len, prot, flags, out);
 }
 
@@ -63,6 +69,9 @@ static int hook_mprotect(void *ctx, void *addr, size_t len, int prot)
     struct hook_os *h = ctx;
     if (h->before)
         h->before(h, HOOK_MPROTECT, addr, len, prot, 0);
+    int err = atomic_exchange(&h->fail_mprotect, 0);
+    if (err)
+        return -err;
     return h->next->mprotect(h->next->ctx, addr, len, prot);
 }
 
@@ -443,4 +452,68 @@ Test(protocol, writer_rechecks_removed_slab)
     mmapper_get_stats(c.f.m, &st);
     cr_assert_eq(st.slabs, 0);
     mmapper_destroy(c.f.m);
+}
+
+/* ---- 5. system calls that fail half-way ------------------------------------- */
+
+/* mprotect over several VMAs changes the first ones and then fails (ENOMEM
+ * when the kernel cannot split a VMA).  The mapper redoes it chunk by chunk
+ * to learn which chunks changed; here every retry succeeds, so the call
+ * does too, and the record matches the kernel. */
+static void protect_first_half(struct hook_os *h, enum hook_call call, void *addr, size_t len,
+                               int prot, int flags)
+{
+    struct fixture *f = h->arg;
+    (void)flags;
+    if (call == HOOK_MPROTECT && prot == PROT_NONE && len == 4 * f->chunk) {
+        cr_assert_eq(mprotect(addr, len / 2, PROT_NONE), 0);
+        atomic_store(&h->fail_mprotect, ENOMEM);
+    }
+}
+
+Test(protocol, mprotect_failing_half_way)
+{
+    struct fixture f;
+    fixture_setup(&f, 16);
+    char *base = unit_free_range(4 * f.chunk, SLAB_CHUNKS * f.chunk);
+    cr_assert_eq(mmapper_ensure_mapped(f.m, base, 4 * f.chunk, NULL), 0);
+    f.hook.arg = &f;
+    f.hook.before = protect_first_half;
+    cr_assert_eq(mmapper_protect(f.m, base, 4 * f.chunk), 0);
+    f.hook.before = NULL;
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(mmapper_state(f.m, base + i * f.chunk), MMAPPER_PROTECTED);
+    char why[256] = "";
+    cr_assert_eq(procmaps_check(f.m, base, 4 * f.chunk, true, why, sizeof(why)), 0, "%s", why);
+    mmapper_destroy(f.m);
+}
+
+/* Before Linux 6.12 a MAP_FIXED mmap that fails may already have unmapped
+ * what it was to replace.  Decommit then finds a hole where its chunk was;
+ * it re-reserves it (NOREPLACE succeeds only over a hole), so the chunk ends
+ * Quarantined, as asked, and the kernel agrees. */
+static void unmap_then_fail(struct hook_os *h, enum hook_call call, void *addr, size_t len,
+                            int prot, int flags)
+{
+    (void)prot;
+    if (call == HOOK_MMAP && (flags & MAP_FIXED)) {
+        cr_assert_eq(munmap(addr, len), 0);
+        atomic_store(&h->fail_fixed_mmap, ENOMEM);
+    }
+}
+
+Test(protocol, decommit_fills_hole_of_failed_map_fixed)
+{
+    struct fixture f;
+    fixture_setup(&f, 16);
+    char *base = unit_free_range(2 * f.chunk, SLAB_CHUNKS * f.chunk);
+    cr_assert_eq(mmapper_ensure_mapped(f.m, base, 2 * f.chunk, NULL), 0);
+    f.hook.before = unmap_then_fail;
+    cr_assert_eq(mmapper_decommit(f.m, base, f.chunk), 0);
+    f.hook.before = NULL;
+    cr_assert_eq(mmapper_state(f.m, base), MMAPPER_QUARANTINED);
+    unit_expect_perms(base, "---p");
+    char why[256] = "";
+    cr_assert_eq(procmaps_check(f.m, base, 2 * f.chunk, true, why, sizeof(why)), 0, "%s", why);
+    mmapper_destroy(f.m);
 }

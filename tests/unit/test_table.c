@@ -258,3 +258,40 @@ Test(table, unmap_everything_visits_live_slabs, .timeout = 60)
         cr_assert(procmaps_range_free(spread(&u, base, len, i * (NSLABS / 64)), u.chunk));
     unit_teardown(&u);
 }
+
+/* The hash (Fibonacci hashing, as slab_table.h) of slab key k into a table
+ * of 2^log slots: this test places a slab in a chosen slot on purpose. */
+static uintptr_t slot_of(uintptr_t key, unsigned log)
+{
+    return (uintptr_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> (64 - log));
+}
+
+/* The sparse unmap walks the table's array: a slab in its first and one in
+ * its last slot are unmapped too.  (Chunks marked, not mapped: no syscall
+ * needed to build this, and munmap of nothing succeeds.) */
+Test(table, unmap_everything_reaches_first_and_last_slot)
+{
+    struct unit u;
+    unit_setup(&u, 16);
+    struct mmapper_stats s = stats(&u);
+    unsigned log = 0;
+    while (((uint64_t)1 << log) < s.table_capacity)
+        log++;
+    uintptr_t slab_shift = 16 + 8, base_key = ((uintptr_t)1 << 45) >> slab_shift;
+    uintptr_t first = 0, last = 0;
+    for (uintptr_t k = base_key; !first || !last; k++) {
+        uintptr_t slot = slot_of(k, log);
+        if (slot == 0 && !first)
+            first = k;
+        if (slot == ((uintptr_t)1 << log) - 1 && !last)
+            last = k;
+    }
+    cr_assert_eq(mmapper_mark_as_mapped(u.m, (void *)(first << slab_shift), 1), 0);
+    cr_assert_eq(mmapper_mark_as_mapped(u.m, (void *)(last << slab_shift), 1), 0);
+    cr_assert_eq(stats(&u).slabs, 2);
+    cr_assert_eq(mmapper_unmap(u.m, NULL, MMAPPER_ADDRESS_LIMIT), 0);
+    cr_assert_eq(stats(&u).slabs, 0, "a slab was left: %llu",
+                 (unsigned long long)stats(&u).slabs);
+    cr_assert_eq(stats(&u).chunks_mapped, 0);
+    unit_teardown(&u);
+}
