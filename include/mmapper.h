@@ -19,22 +19,63 @@
  *  - Every function may be called from any thread at any time.  Callers never
  *    register threads with anything.
  *  - Calls are atomic with respect to each other: concurrent calls on
- *    overlapping ranges behave as if they ran one after the other, and each
- *    chunk transition makes its system call exactly once.  (A range of more
- *    than 32 slabs — 8192 chunks, 32 GiB at the default chunk size — is
- *    handled in consecutive windows of 32 slabs, each atomic.)  Calls on
- *    chunks of different slabs (256 chunks each) never wait for each other.
+ *    overlapping ranges behave as if they ran one after the other (each is
+ *    linearizable), and each chunk transition makes its system call exactly
+ *    once.  A range is handled in windows of 32 slabs (slabs are 256
+ *    chunks, 1 GiB at the default chunk size): the first window runs from
+ *    the range's first slab to the next multiple of 32 slabs after it, the
+ *    others are aligned to 32 slabs.  Each window is atomic, also against
+ *    slabs created meanwhile; a range that touches at most 32 slabs is one
+ *    window (any range of at most 31 * 256 + 1 = 7937 chunks, or one that
+ *    starts on a slab boundary and has at most 8192 chunks).  A lock-free
+ *    "nothing to do" answer for several chunks is atomic too.
+ *  - Calls on chunks of different slabs never wait for each other, and no
+ *    function except mmapper_reclaim_wait() waits for RCU readers: metadata
+ *    that unmap retires is freed after a grace period by a thread the
+ *    library owns (started by the first mmapper_create of the process).  A
+ *    thread stopped anywhere inside a lookup (a collector's suspend signal,
+ *    a debugger) delays only that freeing; what waits meanwhile is bounded
+ *    (about 400 KiB per mapper: beyond it, empty slabs stay in the table and
+ *    are reused).
  *  - An illegal transition (-EINVAL) or a conflict is found before any system
  *    call: nothing changes.  When a system call fails, the chunks that earlier
  *    system calls of the same call moved keep their new state, the others
  *    keep their old one, and the kernel's mappings agree with the recorded
  *    state either way.
- *  - Functions that change state may wait for an RCU grace period (a few
- *    microseconds, up to ~10 ms on an oversubscribed machine) when they free
- *    metadata.  Do not call them from inside a liburcu-bp read-side critical
- *    section of your own: the grace period would wait for you.
- *  - No function calls malloc(); metadata comes straight from mmap, so the
- *    library can back a malloc implementation.
+ *  - No function calls malloc() once the first mapper exists; metadata comes
+ *    straight from mmap, so the library can back a malloc implementation.
+ *    The first mmapper_create() of a process (or of a forked child) may
+ *    allocate, in pthread_create and pthread_atfork.  One more case: if 32
+ *    or more pthread keys exist before liburcu-bp is loaded (it was dlopen'ed
+ *    late), glibc's pthread_setspecific in a thread's first lookup calls
+ *    calloc once for that thread.  A malloc built on mmapper avoids that by
+ *    linking mmapper (not dlopen), or by making each thread's first mmapper
+ *    call outside its malloc path.
+ *
+ * Threads, signals and fork:
+ *  - Signals: mmapper_is_mapped(), mmapper_state() and mmapper_granularity()
+ *    are async-signal-safe, including a thread's first call (its urcu-bp
+ *    registration) and a handler that interrupts the same thread inside a
+ *    lookup or a transition.  Transitions, create, destroy, get_stats,
+ *    reclaim_wait are not async-signal-safe.  Transitions block every signal
+ *    while they hold a slab lock (the length of their system calls), so a
+ *    thread stopped by a signal never holds one: a stop-the-world collector
+ *    may stop mutators anywhere and then make any call itself.  (A thread
+ *    stopped by ptrace inside a transition does keep its slabs locked.)
+ *  - Cancellation: no function is a cancellation point; cancellation is
+ *    deferred inside every call (also inside a custom OS layer that would
+ *    be one).  Asynchronous cancellation is never safe.
+ *  - fork(): the library registers pthread_atfork handlers.  In the child,
+ *    every function works on every mapper that existed before the fork
+ *    (the record of a transition that was in flight in another thread is
+ *    made to match the child's kernel view) and on new ones.  The child has
+ *    no reclaimer thread until it creates a mapper; until then retired
+ *    metadata waits (bounded) or is freed by mmapper_reclaim_wait().  The
+ *    handlers hold nothing a transition waits for, so they cannot deadlock
+ *    with an allocator whose own handlers wait for threads inside mmapper,
+ *    whatever the order of registration.  Do not fork while a thread is
+ *    stopped inside a lookup: the fork waits for the grace period in
+ *    progress.
  */
 #ifndef MMAPPER_H
 #define MMAPPER_H
@@ -145,6 +186,10 @@ MMAPPER_API const struct mmapper_os *mmapper_os_default(void);
  * Create a mapper.  *out receives the handle.  -EINVAL for a NULL out or a bad
  * config, -ENOMEM when metadata cannot be mapped.  Creating a mapper makes no
  * system call on chunk memory: every chunk starts Unmapped.
+ * The first call of a process (and of a forked child) starts the library's
+ * reclaimer thread (all signals blocked) and registers atfork handlers;
+ * both may allocate.  -EAGAIN if the thread cannot be created.
+ * Thread-safe; not async-signal-safe; usable in a forked child.
  */
 MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out);
 
@@ -152,6 +197,7 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
  * Free every byte of the mapper's metadata.  Chunk memory is neither mapped
  * nor unmapped: whatever is mapped stays mapped.  No other thread may use the
  * mapper during or after this call.  NULL is ignored.
+ * Thread-safe against calls on other mappers; not async-signal-safe.
  */
 MMAPPER_API void mmapper_destroy(mmapper_t *m);
 
@@ -167,6 +213,9 @@ MMAPPER_API size_t mmapper_granularity(const mmapper_t *m);
  *  Mapped      → nothing (no lock, no system call; protection is not changed).
  * Options apply to chunks this call transitions.  Returns only once every chunk
  * is usable, also when another thread is mapping the same chunks.
+ * Like every transition below: thread-safe, not async-signal-safe, usable
+ * in a forked child, never waits for RCU readers, blocks signals only
+ * while it holds slab locks.
  */
 MMAPPER_API int mmapper_ensure_mapped(mmapper_t *m, void *start, size_t bytes,
                                       const struct mmapper_map_opts *o);
@@ -222,6 +271,8 @@ MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes);
  * shared memory; a true result means the memory at addr was readable and
  * writable at the moment of the check (acquire ordering with the transition).
  * False for a NULL mapper or an address outside the user address space.
+ * Async-signal-safe (also as a thread's first mmapper call); usable in a
+ * forked child.
  */
 MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr);
 
@@ -229,6 +280,7 @@ MMAPPER_API bool mmapper_is_mapped(const mmapper_t *m, const void *addr);
  * The recorded state of the chunk containing addr (lock-free, like is_mapped).
  * While access to a Mapped chunk is being revoked (protect, decommit, unmap
  * under way), it still reads Mapped here but is_mapped() is already false.
+ * Async-signal-safe, like mmapper_is_mapped().
  */
 MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr);
 
@@ -258,7 +310,8 @@ struct mmapper_stats {
     uint64_t metadata_bytes;
 };
 
-/** Fill *out with a snapshot (each field read atomically; not one instant). */
+/** Fill *out with a snapshot (each field read atomically; not one instant). * Thread-safe; not async-signal-safe.
+ */
 MMAPPER_API void mmapper_get_stats(const mmapper_t *m, struct mmapper_stats *out);
 
 /** A static, human-readable message for 0 or a negative errno returned here. */
