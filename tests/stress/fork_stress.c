@@ -3,7 +3,8 @@
  *
  * Two threads look chunks up and two transition them (map, protect,
  * decommit, unmap of single chunks and of whole slabs, so slabs are created
- * and removed all the time) on shared slabs, while the main thread forks.
+ * and removed all the time) on shared slabs, and one creates and destroys
+ * mappers of its own, while the main thread forks.
  * Each child, under a deadline, checks that its record of the inherited
  * mapper matches its own kernel view (a transition may have been in flight
  * in another thread at the moment of the fork), then runs a full cycle:
@@ -90,6 +91,26 @@ static void *transitioner(void *arg)
             break;
         }
         CHECK_RC(rc, 0, "transition");
+        atomic_fetch_add(&ops, 1);
+    }
+    return NULL;
+}
+
+/* Mappers created and destroyed all the time: a fork may come in the middle
+ * of either, and must neither hang nor hand the child a broken mapper. */
+static void *creator(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        mmapper_t *n;
+        CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16 }, &n), 0,
+                 "creator: create");
+        void *p;
+        CHECK_RC(mmapper_quarantine_anywhere(n, 2 * mmapper_granularity(n), NULL, &p), 0,
+                 "creator: reserve");
+        CHECK_RC(mmapper_ensure_mapped(n, p, mmapper_granularity(n), NULL), 0, "creator: map");
+        CHECK_RC(mmapper_unmap(n, p, 2 * mmapper_granularity(n)), 0, "creator: unmap");
+        mmapper_destroy(n);
         atomic_fetch_add(&ops, 1);
     }
     return NULL;
@@ -183,11 +204,12 @@ int main(int argc, char **argv)
     CHECK_RC(mmapper_unmap(m, region, SLABS * slab), 0, "empty the region");
 
     unsigned nthreads = o.threads < 2 ? 2 : o.threads;
-    pthread_t *t = calloc(nthreads, sizeof(*t));
+    pthread_t *t = calloc(nthreads + 1, sizeof(*t));
     CHECK(t, "out of memory");
     for (unsigned i = 0; i < nthreads; i++)
         CHECK(pthread_create(&t[i], NULL, i % 2 ? transitioner : looker,
                              (void *)(uintptr_t)(o.seed + i)) == 0, "thread");
+    CHECK(pthread_create(&t[nthreads], NULL, creator, NULL) == 0, "creator thread");
 
     unsigned hung = 0, failed = 0;
     double total_ms = 0, worst_ms = 0;
@@ -211,14 +233,14 @@ int main(int argc, char **argv)
         }
     }
     atomic_store(&stop, true);
-    for (unsigned i = 0; i < nthreads; i++)
+    for (unsigned i = 0; i <= nthreads; i++)
         pthread_join(t[i], NULL);
     free(t);
     CHECK(hung == 0 && failed == 0, "%u of %" PRIu64 " children hung, %u failed", hung, o.ops,
           failed);
     stress_check_maps(m, region, SLABS * slab, true, "parent after the forks");
     cycle(m, region, SLABS * slab, "parent");
-    stress_summary("%" PRIu64 " forks (and %" PRIu64 " grandchildren) while %u threads made %"
+    stress_summary("%" PRIu64 " forks (and %" PRIu64 " grandchildren) while %u threads (and a creator) made %"
                    PRIu64 " calls: 0 hung, 0 failed; child cycle %.1f ms mean, %.1f ms worst",
                    o.ops, (o.ops + 9) / 10, nthreads, atomic_load(&ops), total_ms / o.ops,
                    worst_ms);
