@@ -54,6 +54,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,15 +72,30 @@ static _Atomic unsigned registering, fork_readers;
 
 /* ---- reading without registering ------------------------------------------- */
 
+#ifndef _LGPL_SOURCE
+_Thread_local bool mm_rcu_thread_registered;
+#endif
+
 bool rcu_read_enter_unregistered(void)
 {
+    /* Signals blocked: a handler of this thread that forks must not find
+     * `registering` raised by its own thread (prepare would wait for it
+     * forever), and no signal may stop us in the window either. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     atomic_fetch_add(&registering, 1);
     if (!atomic_load(&preparing)) {
         urcu_bp_read_lock();   /* registers this thread */
+#ifndef _LGPL_SOURCE
+        mm_rcu_thread_registered = true;
+#endif
         atomic_fetch_sub(&registering, 1);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         return false;
     }
     atomic_fetch_sub(&registering, 1);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* seq_cst: ordered before our loads of the table, and against the
      * reclaimer's check of fork_readers after its grace period: either it
      * sees us and frees nothing, or our reads start after that grace
@@ -188,11 +204,19 @@ static enum view maps_view_at(struct maps_reader *r, uintptr_t addr)
 
 /* ---- the child's repair ----------------------------------------------------------- */
 
-/* The state a chunk of an in-flight run has, given what the kernel shows. */
+/* The state a chunk of a run whose system call had not returned at the
+ * fork has in the child, given what the child's kernel shows.  (fork and
+ * the mapping system calls serialise on the kernel's mmap_lock: each call
+ * happened entirely before the fork or not at all.)  Nothing there is
+ * Unmapped, whatever was asked. */
 static unsigned settle_in_child(enum chunk_action act, unsigned old, unsigned target, enum view v)
 {
+    if (v == VIEW_ABSENT)
+        return MMAPPER_UNMAPPED;
     switch (act) {
     case ACT_MAP_FRESH:
+        /* Present: ours (NOREPLACE succeeded), unless someone else's mapping
+         * made it fail, a case the child cannot tell apart. */
         return v == VIEW_ACCESSIBLE ? MMAPPER_MAPPED : MMAPPER_UNMAPPED;
     case ACT_RESERVE:
         return v == VIEW_NONE ? MMAPPER_QUARANTINED : MMAPPER_UNMAPPED;
@@ -205,27 +229,9 @@ static unsigned settle_in_child(enum chunk_action act, unsigned old, unsigned ta
          * the kernel shows, and Quarantined promises less (no contents). */
         return v == VIEW_NONE ? MMAPPER_QUARANTINED : old;
     case ACT_UNMAP:
-        return v == VIEW_ABSENT ? MMAPPER_UNMAPPED : old;
+        return old;
     default:   /* ACT_RECORD: no system call, the caller's mapping is there */
         return target;
-    }
-}
-
-static unsigned action_target(enum chunk_action act, unsigned old)
-{
-    switch (act) {
-    case ACT_MAP_FRESH:
-    case ACT_COMMIT:
-        return MMAPPER_MAPPED;
-    case ACT_RESERVE:
-    case ACT_DECOMMIT:
-        return MMAPPER_QUARANTINED;
-    case ACT_PROTECT:
-        return MMAPPER_PROTECTED;
-    case ACT_UNMAP:
-        return MMAPPER_UNMAPPED;
-    default:   /* ACT_RECORD: mark (to Mapped) or adopt (to Quarantined) */
-        return old == MMAPPER_UNMAPPED ? MMAPPER_QUARANTINED : MMAPPER_MAPPED;
     }
 }
 
@@ -239,16 +245,21 @@ static struct slab *slab_in_child(struct slab_table *t, uintptr_t key)
     }
 }
 
-/* Give every chunk of s's in-flight run the state the kernel shows. */
+/* Give every chunk of s's in-flight run the state the parent would have
+ * given it: the recorded outcome if its system calls had returned, else
+ * what the child's kernel shows. */
 static void settle_intent(const mmapper_t *m, struct slab_table *t, struct slab *s)
 {
-    uint32_t n = atomic_load_explicit(&s->intent_n, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&s->intent_n, memory_order_acquire);
     if (n == 0)
         return;
     uintptr_t first = atomic_load_explicit(&s->intent_first, memory_order_relaxed);
     enum chunk_action act = (enum chunk_action)atomic_load_explicit(&s->intent_act,
                                                                     memory_order_relaxed);
-    struct maps_reader r = { .fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC) };
+    unsigned target = atomic_load_explicit(&s->intent_target, memory_order_relaxed);
+    bool returned = atomic_load_explicit(&s->intent_returned, memory_order_acquire);
+    uint32_t done = atomic_load_explicit(&s->intent_done, memory_order_relaxed);
+    struct maps_reader r = { .fd = returned ? -1 : open("/proc/self/maps", O_RDONLY | O_CLOEXEC) };
     if (r.fd >= 0)
         maps_next(&r);
     struct slab *cur = s;
@@ -259,10 +270,13 @@ static void settle_intent(const mmapper_t *m, struct slab_table *t, struct slab 
             break;
         chunk_state_t *p = &cur->state[c & (SLAB_CHUNKS - 1)];
         unsigned old = atomic_load_explicit(p, memory_order_relaxed) & CHUNK_STATE_MASK;
-        /* Without /proc (it cannot be opened), trust the record. */
-        unsigned now = r.fd < 0 ? old
-                                : settle_in_child(act, old, action_target(act, old),
-                                                  maps_view_at(&r, c << m->chunk_shift));
+        unsigned now;
+        if (returned)
+            now = c - first < done ? target : old;
+        else if (r.fd < 0)
+            now = old;   /* no /proc: trust the record */
+        else
+            now = settle_in_child(act, old, target, maps_view_at(&r, c << m->chunk_shift));
         atomic_store_explicit(p, (uint8_t)now, memory_order_relaxed);
     }
     if (r.fd >= 0)
@@ -296,8 +310,6 @@ static void rebuild_table(struct slab_table *t)
     struct slab_table fresh;
     if (slab_table_init(&fresh, t->counters) != 0)
         return;   /* no memory: keep the old one, re-initialised */
-    counter_sub(&t->counters->table_capacity, old->mask + 1);
-    counter_sub(&t->counters->slabs, t->live);
     for (uintptr_t i = 0; i <= old->mask; i++) {
         struct slab *s = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
         if (!s || s == &slab_tombstone || s->dead || s->live == 0)
@@ -336,21 +348,31 @@ static void repair_table(struct slab_table *t)
         if (s && s != &slab_tombstone)
             reset_slab(s);
     }
-    for (struct slab *s = t->retired_slabs; s; s = s->retire_next)
+    /* A slab unpublished but not yet retired by a thread that is gone is on
+     * no list: it leaks (one per such thread), and must not count. */
+    t->retired_count = 0;
+    for (struct slab *s = t->retired_slabs; s; s = s->retire_next, t->retired_count++)
         reset_slab(s);
     if (!consistent)
         rebuild_table(t);
 
-    /* Gauges from the records. */
-    uint64_t count[4] = { 0 };
+    /* Counts and gauges from the records, not from counters a thread that
+     * is gone may have been updating. */
+    uint64_t count[4] = { 0 }, live = 0, used = 0;
     a = atomic_load_explicit(&t->current, memory_order_relaxed);
     for (uintptr_t i = 0; i <= a->mask; i++) {
         struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        used += s != NULL;
         if (!s || s == &slab_tombstone)
             continue;
+        live++;
         for (unsigned c = 0; c < SLAB_CHUNKS; c++)
             count[atomic_load_explicit(&s->state[c], memory_order_relaxed) & CHUNK_STATE_MASK]++;
     }
+    t->live = live;
+    t->used = used;
+    atomic_store(&m->counters.slabs, live);
+    atomic_store(&m->counters.table_capacity, a->mask + 1);
     for (unsigned st = MMAPPER_QUARANTINED; st <= MMAPPER_PROTECTED; st++)
         atomic_store(&m->counters.chunks[st], (int64_t)count[st]);
 }

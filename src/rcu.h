@@ -57,12 +57,18 @@ extern char mm_rcu_grace_period_token;
 /* Whether this thread is already registered with urcu-bp (it registers on
  * its first read-side lock).  Lets a hot path test it up front and keep the
  * registration call, and the stack frame a call needs, out of line. */
+#ifndef _LGPL_SOURCE
+/* Without the inline read side (UBSan builds) urcu-bp's TLS is out of
+ * reach: fork.c keeps this flag instead. */
+extern _Thread_local bool mm_rcu_thread_registered;
+#endif
+
 static inline bool rcu_reader_registered(void)
 {
 #ifdef _LGPL_SOURCE
     return URCU_TLS(urcu_bp_reader) != NULL;
 #else
-    return true;   /* the library's lock registers by itself */
+    return mm_rcu_thread_registered;
 #endif
 }
 

@@ -138,8 +138,17 @@ static void *reclaimer_main(void *arg)
 
 int reclaim_wait(struct slab_table *t)
 {
-    while (reclaim_round(t) & SLAB_TABLE_MORE)
-        ;
+    /* A round holds table, pool and slab locks: like a transition, never
+     * while a signal could stop this thread (synchronize_rcu blocks signals
+     * for its grace period anyway). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int result;
+    while ((result = reclaim_round(t)) & SLAB_TABLE_MORE)
+        if (!(result & SLAB_TABLE_FREED))
+            sleep_ms(1);   /* pinned, or fork readers: give them a moment */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
 }
 
@@ -191,6 +200,9 @@ int reclaim_register(struct slab_table *t)
         thread_running = true;
     if (!err) {
         t->reclaim_next = registry;
+        /* A fork may copy memory between these stores: t must be complete
+         * before it is reachable (reclaim_each_table_in_child). */
+        atomic_signal_fence(memory_order_seq_cst);
         registry = t;
     }
     unlock_registry(&old);

@@ -186,6 +186,7 @@ void slab_table_retire(struct slab_table *t, struct slab *list)
         list = s->held_next;
         s->retire_tag = reclaim_tag();   /* after the unpublish */
         s->retire_next = t->retired_slabs;
+        atomic_signal_fence(memory_order_seq_cst);   /* whole list at a fork */
         t->retired_slabs = s;
     }
     pthread_mutex_unlock(&t->lock);

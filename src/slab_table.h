@@ -50,11 +50,15 @@ struct slab {
     /* The run whose system call the lock holder is making, kept in the
      * run's first slab from before the call until its states are recorded:
      * a forked child learns from it which chunks the kernel may hold
-     * differently from their record (fork.c).  Relaxed: only the lock
-     * holder writes it, and only a child reads it, after fork() copied it. */
+     * differently from their record (fork.c).  Only the lock holder writes
+     * it, and only a child reads it, after fork() copied the memory: the
+     * stores need program order only (release on the last ones). */
     _Atomic uintptr_t intent_first;
     _Atomic uint32_t intent_n;            /* 0: no call in flight */
+    _Atomic uint32_t intent_done;         /* chunks done, once returned */
     _Atomic uint8_t intent_act;           /* enum chunk_action */
+    _Atomic uint8_t intent_target;        /* mmapper_state_t */
+    _Atomic bool intent_returned;         /* the system calls have returned */
     chunk_state_t state[SLAB_CHUNKS];
 };
 

@@ -343,7 +343,9 @@ static int flush_run(struct walk *w)
     struct slab *intent = held_slab(w, first >> SLAB_LOG_CHUNKS);
     atomic_store_explicit(&intent->intent_first, first, memory_order_relaxed);
     atomic_store_explicit(&intent->intent_act, (uint8_t)act, memory_order_relaxed);
-    atomic_store_explicit(&intent->intent_n, (uint32_t)n, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_target, (uint8_t)w->target, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_returned, false, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_n, (uint32_t)n, memory_order_release);
 
     if (act == ACT_COMMIT)
         err = apply_attrs(os, addr, len, w->opts);
@@ -368,8 +370,11 @@ static int flush_run(struct walk *w)
     if (!err && (act == ACT_MAP_FRESH || act == ACT_RESERVE) &&
         (err = apply_attrs(os, addr, len, w->opts)) != 0 && os_unmap(os, addr, len) == 0)
         done = 0;
+    /* From here the outcome is known: a child settles as we do. */
+    atomic_store_explicit(&intent->intent_done, (uint32_t)done, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_returned, true, memory_order_release);
     settle(w, first, n, done);
-    atomic_store_explicit(&intent->intent_n, 0, memory_order_relaxed);
+    atomic_store_explicit(&intent->intent_n, 0, memory_order_release);
     if (err)
         w->stopped_at = first + done;
     return err;
