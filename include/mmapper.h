@@ -132,7 +132,9 @@ typedef enum {
  */
 struct mmapper_map_opts {
     mmapper_prot_t prot;
-    /** Applied with madvise() after the chunks are mapped or reserved. */
+    /** Applied with madvise() after the chunks are mapped or reserved.  On a
+     *  kernel without transparent huge pages (madvise answers EINVAL) the
+     *  advice is skipped and the call succeeds; tried once per mapper. */
     mmapper_huge_page_t huge_page;
     /**
      * VMA name shown in /proc/self/maps as [anon:NAME], set with

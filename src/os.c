@@ -112,6 +112,7 @@ void os_init(struct mm_os *os, const struct mmapper_os *sys,
     os->page_size = os_page_size();
     os->names_disabled = disable_names;
     atomic_init(&os->names_unsupported, false);
+    atomic_init(&os->huge_unsupported, false);
 }
 
 size_t os_page_size(void)
@@ -215,12 +216,22 @@ int os_unmap(struct mm_os *os, void *addr, size_t len)
 
 int os_advise_huge(struct mm_os *os, void *addr, size_t len, mmapper_huge_page_t mode)
 {
-    if (mode == MMAPPER_HUGE_PAGE_DEFAULT)
+    /* Relaxed: as for names, a stale false costs one more EINVAL. */
+    if (mode == MMAPPER_HUGE_PAGE_DEFAULT ||
+        atomic_load_explicit(&os->huge_unsupported, memory_order_relaxed))
         return 0;
     counter_add(&os->counters->madvise_calls, 1);
-    return os->sys->madvise(os->sys->ctx, addr, len,
-                            mode == MMAPPER_HUGE_PAGE_TRANSPARENT ? MADV_HUGEPAGE
-                                                                  : MADV_NOHUGEPAGE);
+    int err = os->sys->madvise(os->sys->ctx, addr, len,
+                               mode == MMAPPER_HUGE_PAGE_TRANSPARENT ? MADV_HUGEPAGE
+                                                                     : MADV_NOHUGEPAGE);
+    if (err == -EINVAL) {
+        /* The range is ours and page-aligned, so EINVAL means a kernel
+         * built without transparent huge pages.  Advice is a hint: stop
+         * giving it, and do not fail the caller for it. */
+        atomic_store_explicit(&os->huge_unsupported, true, memory_order_relaxed);
+        return 0;
+    }
+    return err;
 }
 
 bool os_name_valid(const char *name)

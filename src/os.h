@@ -24,6 +24,7 @@ struct mm_os {
     size_t page_size;
     bool names_disabled;              /* by configuration */
     atomic_bool names_unsupported;    /* the kernel said EINVAL once */
+    atomic_bool huge_unsupported;     /* likewise for huge-page advice */
 };
 
 void os_init(struct mm_os *os, const struct mmapper_os *sys,

@@ -90,6 +90,9 @@ static int t_madvise(void *ctx, void *addr, size_t len, int advice)
     atomic_fetch_add(&t->calls[TOS_MADVISE], 1);
     if (should_fail(t, TOS_MADVISE, &err))
         return err;
+    if (atomic_load(&t->huge_pages_unsupported) &&
+        (advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE))
+        return -EINVAL;
     return REAL->madvise(REAL->ctx, addr, len, advice);
 }
 

@@ -5,7 +5,8 @@
  *  - fail the n-th call of a kind (or of any kind) from now on, once or for
  *    every later call too ("sticky"), with a chosen errno;
  *  - behave like a pre-4.17 kernel that ignores MAP_FIXED_NOREPLACE;
- *  - behave like a kernel without CONFIG_ANON_VMA_NAME;
+ *  - behave like a kernel without CONFIG_ANON_VMA_NAME, or without
+ *    transparent huge pages (MADV_HUGEPAGE and MADV_NOHUGEPAGE: EINVAL);
  *  - enforce a fake vm.max_map_count (ENOMEM once /proc/self/maps has that
  *    many lines), to test running out of VMAs without exhausting the real one.
  * All of it is thread-safe.
@@ -36,6 +37,7 @@ struct test_os {
     _Atomic bool failing;                 /* sticky fault has fired */
     _Atomic bool ignore_noreplace;
     _Atomic bool names_unsupported;
+    _Atomic bool huge_pages_unsupported;  /* MADV_(NO)HUGEPAGE: EINVAL, no THP */
     _Atomic long max_map_count;           /* 0: no fake limit */
 };
 

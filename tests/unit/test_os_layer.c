@@ -314,3 +314,32 @@ Test(names, disabled_by_config)
     unit_expect_states(&u, a, "MM");
     unit_teardown(&u);
 }
+
+/* ---- huge-page advice on a kernel without THP ------------------------------- */
+
+/* MADV_HUGEPAGE and MADV_NOHUGEPAGE answer EINVAL there: the mapping still
+ * succeeds, and the advice is not tried again (like names). */
+Test(huge_pages, kernel_without_thp)
+{
+    struct unit u;
+    unit_setup(&u, 0);
+    atomic_store(&u.tos.huge_pages_unsupported, true);
+    char *a = unit_free_range(3 * u.chunk, SLAB_BYTES(&u));
+    struct mmapper_map_opts thp = { .huge_page = MMAPPER_HUGE_PAGE_TRANSPARENT };
+    struct mmapper_map_opts never = { .huge_page = MMAPPER_HUGE_PAGE_NEVER };
+
+    cr_assert_eq(mmapper_ensure_mapped(u.m, a, u.chunk, &thp), 0);
+    cr_assert_eq(test_os_calls(&u.tos, TOS_MADVISE), 1);
+    cr_assert_eq(mmapper_quarantine(u.m, a + u.chunk, u.chunk, &never), 0);
+    void *p;
+    cr_assert_eq(mmapper_quarantine_anywhere(u.m, u.chunk, &thp, &p), 0);
+    cr_assert_eq(mmapper_ensure_mapped(u.m, p, u.chunk, &never), 0);
+    cr_assert_eq(test_os_calls(&u.tos, TOS_MADVISE), 1, "advice tried %llu times",
+                 (unsigned long long)test_os_calls(&u.tos, TOS_MADVISE));
+    unit_expect_states(&u, a, "MQ");
+    cr_assert_eq(mmapper_state(u.m, p), MMAPPER_MAPPED);
+    unit_expect_kernel(&u, a, 2 * u.chunk);
+    memset(a, 1, u.chunk);
+    memset(p, 1, u.chunk);
+    unit_teardown(&u);
+}
