@@ -188,8 +188,9 @@ int os_protect(struct mm_os *os, void *addr, size_t len)
     return call_mprotect(os, addr, len, PROT_NONE);
 }
 
-int os_decommit(struct mm_os *os, void *addr, size_t len)
+int os_decommit(struct mm_os *os, void *addr, size_t len, bool *gone)
 {
+    *gone = false;
     /* MAP_FIXED is safe here, and only here: the caller owns [addr, addr+len)
      * and holds its lock.  Replacing the mapping frees the pages and the
      * commit charge in one call (MADV_DONTNEED keeps the charge, and would
@@ -205,6 +206,19 @@ int os_decommit(struct mm_os *os, void *addr, size_t len)
          * succeeds only over a hole, and then gives exactly the state asked
          * for; over the intact old mapping it fails and nothing changed. */
         return 0;
+    }
+    if (err) {
+        /* Still failing: either nothing changed (the old mapping is intact,
+         * the re-reservation met it: EEXIST), or a hole is left that we
+         * could not fill (ENOMEM) or that someone else mapped into meanwhile
+         * (EEXIST).  A failing MAP_FIXED unmaps all of the range or none of
+         * it, so any hole at all means our old mapping is gone entirely:
+         * madvise answers ENOMEM over unmapped pages.  (MADV_NORMAL only
+         * resets read-ahead hints, which anonymous memory ignores.)  A
+         * foreign mapping that fills the whole hole cannot be told from our
+         * own; that race is the one case left undetected. */
+        counter_add(&os->counters->madvise_calls, 1);
+        *gone = os->sys->madvise(os->sys->ctx, addr, len, MADV_NORMAL) == -ENOMEM;
     }
     return err;
 }

@@ -47,8 +47,12 @@ int os_commit(struct mm_os *os, void *addr, size_t len, mmapper_prot_t prot);
 /* PROT_NONE over our own mapping, contents kept.  Same caveat as os_commit. */
 int os_protect(struct mm_os *os, void *addr, size_t len);
 /* Replace our own mapping with a fresh PROT_NONE reservation: pages and
- * commit charge go back to the kernel, the address range stays ours. */
-int os_decommit(struct mm_os *os, void *addr, size_t len);
+ * commit charge go back to the kernel, the address range stays ours.  On
+ * failure *gone says that the old mapping no longer exists at all (a
+ * pre-6.12 kernel's failed MAP_FIXED left a hole that could not be
+ * re-reserved whole): the range is then not ours any more, and the caller
+ * finds out chunk by chunk what it can take back. */
+int os_decommit(struct mm_os *os, void *addr, size_t len, bool *gone);
 int os_unmap(struct mm_os *os, void *addr, size_t len);
 /* madvise() for the huge page advice; DEFAULT makes no call. */
 int os_advise_huge(struct mm_os *os, void *addr, size_t len, mmapper_huge_page_t mode);

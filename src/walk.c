@@ -281,6 +281,26 @@ static void mark_leaving(struct walk *w, uintptr_t first, uintptr_t n)
     slab_write_end(s);
 }
 
+/* A decommit failed with the old mapping gone: take back, chunk by chunk,
+ * what is still free (Quarantined, as asked); a chunk someone else mapped
+ * into, or one the kernel refuses, is Unmapped: not ours, never touched. */
+static void settle_gone(struct walk *w, uintptr_t first, uintptr_t n)
+{
+    size_t chunk = (size_t)1 << w->m->chunk_shift;
+    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
+    slab_write_begin(s);
+    for (uintptr_t c = first; c < first + n; c++) {
+        if (c != first && (c & CHUNK_INDEX_MASK) == 0) {
+            slab_write_end(s);
+            s = s->held_next;
+            slab_write_begin(s);
+        }
+        bool ours = os_reserve(&w->m->os, chunk_addr(w->m, c), chunk) == 0;
+        record(w, s, c, ours ? MMAPPER_QUARANTINED : MMAPPER_UNMAPPED);
+    }
+    slab_write_end(s);
+}
+
 int apply_attrs(struct mm_os *os, void *addr, size_t len, const struct mmapper_map_opts *o)
 {
     if (!o)
@@ -289,8 +309,10 @@ int apply_attrs(struct mm_os *os, void *addr, size_t len, const struct mmapper_m
     return err ? err : os_set_name(os, addr, len, o->name);
 }
 
-/* The action's system call over [addr, addr+len), attributes aside. */
-static int base_syscall(struct walk *w, enum chunk_action act, void *addr, size_t len)
+/* The action's system call over [addr, addr+len), attributes aside.
+ * *gone: see os_decommit. */
+static int base_syscall(struct walk *w, enum chunk_action act, void *addr, size_t len,
+                        bool *gone)
 {
     struct mm_os *os = &w->m->os;
     mmapper_prot_t prot = w->opts ? w->opts->prot : MMAPPER_PROT_READ_WRITE;
@@ -304,7 +326,7 @@ static int base_syscall(struct walk *w, enum chunk_action act, void *addr, size_
     case ACT_PROTECT:
         return os_protect(os, addr, len);
     case ACT_DECOMMIT:
-        return os_decommit(os, addr, len);
+        return os_decommit(os, addr, len, gone);
     case ACT_UNMAP:
         return os_unmap(os, addr, len);
     default:   /* ACT_RECORD: the record is all there is */
@@ -338,6 +360,7 @@ static int flush_run(struct walk *w)
     size_t len = n << shift;
     struct mm_os *os = &w->m->os;
     uintptr_t done = 0;
+    bool gone = false;
     int err = 0;
 
     struct slab *intent = held_slab(w, first >> SLAB_LOG_CHUNKS);
@@ -352,7 +375,7 @@ static int flush_run(struct walk *w)
     if (!err) {
         if (chunk_action_revokes(act))
             mark_leaving(w, first, n);
-        err = base_syscall(w, act, addr, len);
+        err = base_syscall(w, act, addr, len, &gone);
         done = err ? 0 : n;
         if (err && n > 1 && (act == ACT_COMMIT || act == ACT_PROTECT)) {
             /* mprotect over several VMAs may have changed some before
@@ -361,7 +384,7 @@ static int flush_run(struct walk *w)
              * absorbed. */
             for (err = 0; done < n; done++) {
                 err = base_syscall(w, act, chunk_addr(w->m, first + done),
-                                   (size_t)1 << shift);
+                                   (size_t)1 << shift, &gone);
                 if (err)
                     break;
             }
@@ -370,6 +393,15 @@ static int flush_run(struct walk *w)
     if (!err && (act == ACT_MAP_FRESH || act == ACT_RESERVE) &&
         (err = apply_attrs(os, addr, len, w->opts)) != 0 && os_unmap(os, addr, len) == 0)
         done = 0;
+    if (err && gone) {
+        /* The old mapping is gone (a failed decommit left a hole): record
+         * what each chunk really is now.  A forked child that lands in here
+         * settles from its kernel view (the intent has not "returned"). */
+        settle_gone(w, first, n);
+        atomic_store_explicit(&intent->intent_n, 0, memory_order_release);
+        w->stopped_at = first;
+        return err;
+    }
     /* From here the outcome is known: a child settles as we do. */
     atomic_store_explicit(&intent->intent_done, (uint32_t)done, memory_order_relaxed);
     atomic_store_explicit(&intent->intent_returned, true, memory_order_release);

@@ -43,6 +43,8 @@ struct hook_os {
     /* Fail the next mprotect / MAP_FIXED mmap with this errno, once, after
      * `before` ran (which may have done part of the work itself). */
     _Atomic int fail_mprotect, fail_fixed_mmap;
+    /* Fail this many of the next no-replace mmaps with ENOMEM. */
+    _Atomic int fail_noreplace;
 };
 
 static int hook_mmap(void *ctx, void *addr, size_t len, int prot, int flags, void **out)
@@ -53,6 +55,10 @@ static int hook_mmap(void *ctx, void *addr, size_t len, int prot, int flags, voi
     int err = (flags & MAP_FIXED) ? atomic_exchange(&h->fail_fixed_mmap, 0) : 0;
     if (err)
         return -err;
+    if (!(flags & MAP_FIXED) && atomic_load(&h->fail_noreplace) > 0) {
+        atomic_fetch_sub(&h->fail_noreplace, 1);
+        return -ENOMEM;
+    }
     return h->next->mmap(h->next->ctx, addr, len, prot, flags, out);
 }
 
@@ -515,5 +521,88 @@ Test(protocol, decommit_fills_hole_of_failed_map_fixed)
     unit_expect_perms(base, "---p");
     char why[256] = "";
     cr_assert_eq(procmaps_check(f.m, base, 2 * f.chunk, true, why, sizeof(why)), 0, "%s", why);
+    mmapper_destroy(f.m);
+}
+
+/* The same pre-6.12 failure, but the hole cannot be re-reserved: memory is
+ * still short.  Our mapping is gone: the chunks must read Unmapped (never
+ * Mapped over a hole). */
+static void unmap_then_fail_under_pressure(struct hook_os *h, enum hook_call call, void *addr,
+                                           size_t len, int prot, int flags)
+{
+    (void)prot;
+    if (call == HOOK_MMAP && (flags & MAP_FIXED)) {
+        cr_assert_eq(munmap(addr, len), 0);
+        atomic_store(&h->fail_fixed_mmap, ENOMEM);
+        atomic_store(&h->fail_noreplace, 1000);   /* every re-reservation */
+    }
+}
+
+Test(protocol, decommit_hole_under_memory_pressure)
+{
+    struct fixture f;
+    fixture_setup(&f, 16);
+    char *base = unit_free_range(4 * f.chunk, SLAB_CHUNKS * f.chunk);
+    cr_assert_eq(mmapper_ensure_mapped(f.m, base, 4 * f.chunk, NULL), 0);
+    f.hook.before = unmap_then_fail_under_pressure;
+    cr_assert_eq(mmapper_decommit(f.m, base + f.chunk, 2 * f.chunk), -ENOMEM);
+    f.hook.before = NULL;
+    atomic_store(&f.hook.fail_noreplace, 0);
+    cr_assert_eq(mmapper_state(f.m, base), MMAPPER_MAPPED);
+    for (int i = 1; i <= 2; i++) {
+        cr_assert_eq(mmapper_state(f.m, base + i * f.chunk), MMAPPER_UNMAPPED,
+                     "chunk %d recorded over a hole", i);
+        cr_assert(!mmapper_is_mapped(f.m, base + i * f.chunk));
+    }
+    cr_assert(procmaps_range_free(base + f.chunk, 2 * f.chunk));
+    char why[256] = "";
+    cr_assert_eq(procmaps_check(f.m, base, 4 * f.chunk, true, why, sizeof(why)), 0, "%s", why);
+    /* And the address range can be had again. */
+    cr_assert_eq(mmapper_ensure_mapped(f.m, base, 4 * f.chunk, NULL), 0);
+    memset(base, 1, 4 * f.chunk);
+    mmapper_destroy(f.m);
+}
+
+/* The same failure, and another thread maps into the hole before the
+ * mapper can re-reserve it.  That page is not ours: recorded Unmapped, never
+ * touched, also by a later unmap; the rest of the hole is taken back. */
+static char *race_page;
+
+static void unmap_then_fail_and_race(struct hook_os *h, enum hook_call call, void *addr,
+                                     size_t len, int prot, int flags)
+{
+    struct fixture *f = h->arg;
+    (void)prot;
+    if (call == HOOK_MMAP && (flags & MAP_FIXED)) {
+        cr_assert_eq(munmap(addr, len), 0);
+        race_page = mmap((char *)addr + f->chunk + 4096, 4096, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        cr_assert_eq(race_page, (char *)addr + f->chunk + 4096);
+        memset(race_page, 0x5a, 4096);
+        atomic_store(&h->fail_fixed_mmap, ENOMEM);
+    }
+}
+
+Test(protocol, decommit_hole_taken_by_another_thread)
+{
+    struct fixture f;
+    fixture_setup(&f, 16);
+    char *base = unit_free_range(3 * f.chunk, SLAB_CHUNKS * f.chunk);
+    cr_assert_eq(mmapper_ensure_mapped(f.m, base, 3 * f.chunk, NULL), 0);
+    f.hook.arg = &f;
+    f.hook.before = unmap_then_fail_and_race;
+    cr_assert_eq(mmapper_decommit(f.m, base, 3 * f.chunk), -ENOMEM);
+    f.hook.before = NULL;
+    cr_assert_eq(mmapper_state(f.m, base), MMAPPER_QUARANTINED);
+    cr_assert_eq(mmapper_state(f.m, base + f.chunk), MMAPPER_UNMAPPED, "foreign page recorded");
+    cr_assert_eq(mmapper_state(f.m, base + 2 * f.chunk), MMAPPER_QUARANTINED);
+    unit_expect_perms(base, "---p");
+    unit_expect_perms(base + 2 * f.chunk, "---p");
+    cr_assert_eq(mmapper_unmap(f.m, base, 3 * f.chunk), 0);
+    for (int i = 0; i < 4096; i++)
+        cr_assert_eq((unsigned char)race_page[i], 0x5a, "the foreign page was touched");
+    cr_assert(procmaps_range_free(base, f.chunk));
+    cr_assert(procmaps_range_free(base + 2 * f.chunk, f.chunk));
+    munmap(race_page, 4096);
     mmapper_destroy(f.m);
 }
