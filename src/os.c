@@ -188,7 +188,7 @@ int os_protect(struct mm_os *os, void *addr, size_t len)
     return call_mprotect(os, addr, len, PROT_NONE);
 }
 
-int os_decommit(struct mm_os *os, void *addr, size_t len, bool *gone)
+int os_decommit(struct mm_os *os, void *addr, size_t len, size_t chunk, bool *gone)
 {
     *gone = false;
     /* MAP_FIXED is safe here, and only here: the caller owns [addr, addr+len)
@@ -212,13 +212,17 @@ int os_decommit(struct mm_os *os, void *addr, size_t len, bool *gone)
          * the re-reservation met it: EEXIST), or a hole is left that we
          * could not fill (ENOMEM) or that someone else mapped into meanwhile
          * (EEXIST).  A failing MAP_FIXED unmaps all of the range or none of
-         * it, so any hole at all means our old mapping is gone entirely:
-         * madvise answers ENOMEM over unmapped pages.  (MADV_NORMAL only
-         * resets read-ahead hints, which anonymous memory ignores.)  A
-         * foreign mapping that fills the whole hole cannot be told from our
-         * own; that race is the one case left undetected. */
-        counter_add(&os->counters->madvise_calls, 1);
-        *gone = os->sys->madvise(os->sys->ctx, addr, len, MADV_NORMAL) == -ENOMEM;
+         * it, so any hole at all means our old mapping is gone entirely.
+         * Ask the kernel itself, not the OS layer (a query, changing
+         * nothing): mincore answers ENOMEM for an unmapped page; the first
+         * page of each chunk is looked at.  A foreign mapping that covers
+         * every one of them cannot be told from our own: that race is the
+         * one case left undetected. */
+        for (size_t off = 0; off < len && !*gone; off += chunk) {
+            unsigned char resident;
+            *gone = mincore((char *)addr + off, os->page_size, &resident) != 0 &&
+                    errno == ENOMEM;
+        }
     }
     return err;
 }

@@ -52,7 +52,7 @@ int os_protect(struct mm_os *os, void *addr, size_t len);
  * pre-6.12 kernel's failed MAP_FIXED left a hole that could not be
  * re-reserved whole): the range is then not ours any more, and the caller
  * finds out chunk by chunk what it can take back. */
-int os_decommit(struct mm_os *os, void *addr, size_t len, bool *gone);
+int os_decommit(struct mm_os *os, void *addr, size_t len, size_t chunk, bool *gone);
 int os_unmap(struct mm_os *os, void *addr, size_t len);
 /* madvise() for the huge page advice; DEFAULT makes no call. */
 int os_advise_huge(struct mm_os *os, void *addr, size_t len, mmapper_huge_page_t mode);

@@ -326,7 +326,7 @@ static int base_syscall(struct walk *w, enum chunk_action act, void *addr, size_
     case ACT_PROTECT:
         return os_protect(os, addr, len);
     case ACT_DECOMMIT:
-        return os_decommit(os, addr, len, gone);
+        return os_decommit(os, addr, len, (size_t)1 << w->m->chunk_shift, gone);
     case ACT_UNMAP:
         return os_unmap(os, addr, len);
     default:   /* ACT_RECORD: the record is all there is */
