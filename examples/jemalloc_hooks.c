@@ -29,19 +29,37 @@
  *    and stay accessible, so the chunk's state does not change (mmapper has
  *    no purge operation, and needs none).  purge_lazy opts out, so purged
  *    pages are always known to be zero.
- *  - split and merge always succeed: hooks reason about chunks, never about
- *    which reservation an extent came from, so merging extents of adjacent
- *    reservations is harmless (mmapper can unmap across them).
+ *  - split always succeeds; merge too, between two extents of ours: hooks
+ *    reason about chunks, never about which reservation an extent came
+ *    from, so merging extents of adjacent reservations is harmless
+ *    (mmapper can unmap across them).
  *  - destroy (only called by arena.<i>.destroy, on retained extents) unmaps
  *    every chunk the extent touches: the other extents sharing those chunks
  *    belong to the same arena and are being destroyed too.
  *
- * The tails are remembered in a small table so that a range ending at one
- * counts as whole chunks.  An entry exists only while its chunk is ours: it
- * is added after the reservation is made and removed before it is unmapped.
- * jemalloc holds its own locks around hook calls, so hooks never call malloc
- * (mmapper does not either); this file takes its one mutex, and only for the
- * table and for reserving.
+ * Extents the hooks did not create.  When the hooks are set on an arena
+ * that already has extents (arena 0 of a program under LD_PRELOAD), jemalloc
+ * hands those to these hooks too.  They are recognised by their first chunk,
+ * which mmapper records Unmapped (every chunk of ours is reserved or
+ * mapped), and treated as jemalloc's default hooks would treat them, never
+ * through mmapper: commit maps them read-write in place, decommit and dalloc
+ * opt out (jemalloc keeps them committed, or retains them, as it does by
+ * default on Linux), destroy unmaps them, and merge refuses to join one of
+ * theirs with one of ours.
+ *
+ * The tails are remembered in a hash set (tail_add and friends) so that a
+ * range ending at one counts as whole chunks; it lives in mmap'd memory,
+ * grows with the number of reservations and shrinks back.  An entry exists
+ * only while its chunk is ours: it is added after the reservation is made and
+ * removed before it is unmapped.  Hooks never call malloc (mmapper does not
+ * either).
+ *
+ * What jemalloc holds around the hooks (5.3): alloc runs under the arena's
+ * extent-growth mutex, or none; commit, decommit, purge, split, merge and
+ * dalloc run with no jemalloc lock held by the calling thread.  This file's
+ * one mutex guards the tails and makes reserving atomic; it is never held
+ * while calling into jemalloc.  A fork may land while another thread holds
+ * it: the child re-initialises it and recounts the set (child_after_fork).
  */
 #ifdef HAVE_CONFIG_H   /* built in the tree; standalone: -D_GNU_SOURCE */
 #include "config.h"
@@ -55,7 +73,17 @@
 #include <stdbool.h>
 #include <sys/mman.h>
 
-#define TAILS_MAX 1024   /* reservations whose size is not whole chunks */
+/* The tails: an open-addressing set of end addresses, 0 empty, 1 a
+ * tombstone, in its own pages.  Only ever touched under h->lock. */
+struct tail_set {
+    size_t capacity;        /* a power of two */
+    size_t used;            /* entries and tombstones */
+    size_t count;           /* entries */
+    uintptr_t slot[];
+};
+#define TAIL_EMPTY ((uintptr_t)0)
+#define TAIL_GONE ((uintptr_t)1)
+#define TAILS_MIN 256
 
 struct mmapper_extent_hooks {
     extent_hooks_t table;   /* first: jemalloc passes &table back to every hook */
@@ -67,11 +95,12 @@ struct mmapper_extent_hooks {
      * reservation of the same chunks.
      */
     pthread_mutex_t lock;
-    size_t ntails;
-    uintptr_t tails[TAILS_MAX];
+    struct tail_set *tails;
+    struct mmapper_extent_hooks *next_hooks;   /* every instance, for fork */
     /* Statistics only: relaxed. */
     _Atomic uint64_t allocs, alloc_failures, commits, commit_failures, decommits,
-        decommits_with_chunks, purges, dallocs, dallocs_refused, destroys, unmap_failures;
+        decommits_with_chunks, purges, dallocs, dallocs_refused, destroys, unmap_failures,
+        foreign;
 };
 
 static struct mmapper_extent_hooks *self(extent_hooks_t *e)
@@ -91,30 +120,103 @@ static uintptr_t chunk_up(const struct mmapper_extent_hooks *h, uintptr_t a)
 
 /* ---- tails (h->lock held) ---------------------------------------------- */
 
+static size_t tail_bytes(size_t capacity)
+{
+    return sizeof(struct tail_set) + capacity * sizeof(uintptr_t);
+}
+
+static struct tail_set *tail_set_new(size_t capacity)
+{
+    struct tail_set *t = mmap(NULL, tail_bytes(capacity), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t == MAP_FAILED)
+        return NULL;
+    t->capacity = capacity;   /* fresh pages: every slot TAIL_EMPTY */
+    return t;
+}
+
+static size_t tail_hash(const struct tail_set *t, uintptr_t end)
+{
+    return (size_t)(((uint64_t)end * 0x9E3779B97F4A7C15ull) >> 17) & (t->capacity - 1);
+}
+
+/* The slot holding end, or the empty one that ends its probe. */
+static uintptr_t *tail_slot(struct tail_set *t, uintptr_t end)
+{
+    for (size_t i = tail_hash(t, end);; i = (i + 1) & (t->capacity - 1))
+        if (t->slot[i] == end || t->slot[i] == TAIL_EMPTY)
+            return &t->slot[i];
+}
+
+/* Copy the live entries into a set of `capacity` slots and swap it in (one
+ * pointer store: a fork sees the old set or the new one, never half). */
+static bool tail_resize(struct mmapper_extent_hooks *h, size_t capacity)
+{
+    struct tail_set *old = h->tails, *t = tail_set_new(capacity);
+    if (!t)
+        return false;
+    for (size_t i = 0; old && i < old->capacity; i++)
+        if (old->slot[i] > TAIL_GONE) {
+            *tail_slot(t, old->slot[i]) = old->slot[i];
+            t->used++;
+            t->count++;
+        }
+    atomic_signal_fence(memory_order_seq_cst);
+    h->tails = t;
+    if (old)
+        munmap(old, tail_bytes(old->capacity));
+    return true;
+}
+
 static bool tail_add(struct mmapper_extent_hooks *h, uintptr_t end)
 {
-    if (h->ntails == TAILS_MAX)
-        return false;
-    h->tails[h->ntails++] = end;
+    struct tail_set *t = h->tails;
+    if (!t || 4 * (t->used + 1) > 3 * t->capacity) {
+        size_t capacity = TAILS_MIN;
+        while (t && capacity < 4 * (t->count + 1))
+            capacity *= 2;
+        if (!tail_resize(h, capacity))
+            return false;   /* no memory: the reservation fails */
+        t = h->tails;
+    }
+    uintptr_t *slot = tail_slot(t, end);
+    if (*slot == TAIL_EMPTY) {
+        t->used++;
+        t->count++;
+        *slot = end;
+    }
     return true;
 }
 
 static bool tail_find(const struct mmapper_extent_hooks *h, uintptr_t end)
 {
-    for (size_t i = 0; i < h->ntails; i++)
-        if (h->tails[i] == end)
-            return true;
-    return false;
+    return h->tails && *tail_slot(h->tails, end) == end;
 }
 
-/* Forget the tails inside [lo, hi) (about to be unmapped). */
-static void tails_forget(struct mmapper_extent_hooks *h, uintptr_t lo, uintptr_t hi)
+/* Forget the tail at end, if there is one (its chunk is about to be
+ * unmapped).  An extent holds at most one tail, at its end: reservations
+ * are whole chunks and a tail is the unused rest of the last one, so an
+ * extent that ends at a tail can never have been merged with the next
+ * reservation. */
+static void tail_remove(struct mmapper_extent_hooks *h, uintptr_t end)
 {
-    for (size_t i = 0; i < h->ntails;)
-        if (h->tails[i] >= lo && h->tails[i] < hi)
-            h->tails[i] = h->tails[--h->ntails];
-        else
-            i++;
+    struct tail_set *t = h->tails;
+    if (!t || (end & h->mask) == 0)
+        return;
+    uintptr_t *slot = tail_slot(t, end);
+    if (*slot != end)
+        return;
+    *slot = TAIL_GONE;
+    t->count--;
+    /* Give memory back once the set is mostly empty. */
+    if (t->capacity > TAILS_MIN && 8 * t->count < t->capacity)
+        tail_resize(h, t->capacity / 2);
+}
+
+/* Whether the extent at addr is one of ours (see the top of the file). */
+static bool ours(const struct mmapper_extent_hooks *h, const void *addr)
+{
+    return mmapper_state(h->m, addr) != MMAPPER_UNMAPPED;
 }
 
 /*
@@ -133,7 +235,7 @@ static bool whole_chunks(struct mmapper_extent_hooks *h, uintptr_t lo, uintptr_t
     pthread_mutex_lock(&h->lock);
     bool ok = tail_find(h, hi);
     if (ok && forget)
-        tails_forget(h, lo, *end);
+        tail_remove(h, hi);
     pthread_mutex_unlock(&h->lock);
     return ok;
 }
@@ -198,7 +300,7 @@ static void *hook_alloc(extent_hooks_t *e, void *new_addr, size_t size, size_t a
     /* Committing maps the chunks: zero-filled. */
     if (ok && *commit && mmapper_ensure_mapped(h->m, p, size, NULL) != 0) {
         pthread_mutex_lock(&h->lock);
-        tails_forget(h, (uintptr_t)p, (uintptr_t)p + span);
+        tail_remove(h, (uintptr_t)p + size);
         pthread_mutex_unlock(&h->lock);
         ok = false;
     }
@@ -218,6 +320,16 @@ static bool hook_commit(extent_hooks_t *e, void *addr, size_t size, size_t offse
 {
     struct mmapper_extent_hooks *h = self(e);
     count(&h->commits);
+    if (!ours(h, addr)) {
+        /* jemalloc's own memory: commit it as its default hooks do. */
+        count(&h->foreign);
+        void *p = mmap((char *)addr + offset, length, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (p != MAP_FAILED)
+            return false;
+        count(&h->commit_failures);
+        return true;
+    }
     /* On failure the chunks mapped before it stay Mapped: zero and unused,
      * harmless. */
     if (mmapper_ensure_mapped(h->m, (char *)addr + offset, length, NULL) == 0)
@@ -230,6 +342,10 @@ static bool hook_decommit(extent_hooks_t *e, void *addr, size_t size, size_t off
                           size_t length, unsigned arena_ind)
 {
     struct mmapper_extent_hooks *h = self(e);
+    if (!ours(h, addr)) {
+        count(&h->foreign);
+        return true;   /* jemalloc keeps its own extent committed */
+    }
     uintptr_t lo = (uintptr_t)addr + offset, hi = lo + length;
     uintptr_t in_lo = chunk_up(h, lo), in_hi = hi & ~h->mask, end;
     /* A range that ends at a reservation's tail owns its last chunk. */
@@ -239,9 +355,12 @@ static bool hook_decommit(extent_hooks_t *e, void *addr, size_t size, size_t off
     if (in_lo < in_hi) {
         count(&h->decommits_with_chunks);
         if (mmapper_decommit(h->m, (void *)in_lo, in_hi - in_lo) != 0) {
-            /* Failed part-way: the chunks it did not reach are still Mapped
-             * with old contents; zero them like the ends. */
-            madvise((void *)in_lo, in_hi - in_lo, MADV_DONTNEED);
+            /* Failed part-way: the chunks still Mapped keep old contents;
+             * zero them like the ends.  Only those: a chunk the failure left
+             * Unmapped may hold someone else's mapping now. */
+            for (uintptr_t c = in_lo; c < in_hi; c += h->mask + 1)
+                if (mmapper_state(h->m, (void *)c) == MMAPPER_MAPPED)
+                    madvise((void *)c, h->mask + 1, MADV_DONTNEED);
         }
     } else {
         in_lo = in_hi = hi;   /* no whole chunk: zero the whole range */
@@ -273,6 +392,10 @@ static bool hook_dalloc(extent_hooks_t *e, void *addr, size_t size, bool committ
 {
     struct mmapper_extent_hooks *h = self(e);
     uintptr_t lo = (uintptr_t)addr, end;
+    if (!ours(h, addr)) {
+        count(&h->foreign);
+        return true;   /* jemalloc retains its own extent, as by default */
+    }
     if (!whole_chunks(h, lo, lo + size, true, &end)) {
         count(&h->dallocs_refused);
         return true;
@@ -291,8 +414,13 @@ static void hook_destroy(extent_hooks_t *e, void *addr, size_t size, bool commit
     struct mmapper_extent_hooks *h = self(e);
     uintptr_t lo = (uintptr_t)addr & ~h->mask, end = chunk_up(h, (uintptr_t)addr + size);
     count(&h->destroys);
+    if (!ours(h, addr)) {
+        count(&h->foreign);
+        munmap(addr, size);   /* jemalloc's own: its default destroy */
+        return;
+    }
     pthread_mutex_lock(&h->lock);
-    tails_forget(h, lo, end);
+    tail_remove(h, (uintptr_t)addr + size);
     pthread_mutex_unlock(&h->lock);
     if (mmapper_unmap(h->m, (void *)lo, end - lo) != 0)
         count(&h->unmap_failures);
@@ -307,7 +435,41 @@ static bool hook_split(extent_hooks_t *e, void *addr, size_t size, size_t size_a
 static bool hook_merge(extent_hooks_t *e, void *addr_a, size_t size_a, void *addr_b,
                        size_t size_b, bool committed, unsigned arena_ind)
 {
-    return false;
+    /* Never one of jemalloc's own with one of ours. */
+    struct mmapper_extent_hooks *h = self(e);
+    return ours(h, addr_a) != ours(h, addr_b);
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+/* Every instance, for the child handler; pushed with one pointer store. */
+static struct mmapper_extent_hooks *all_hooks;
+static pthread_mutex_t all_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A fork may land while another thread holds a hooks mutex (commit and
+ * dalloc run outside jemalloc's locks): only this thread exists in the
+ * child, so start every mutex afresh, and recount the tails, whose last
+ * update may have been cut short (a slot written, the count not yet). */
+static void child_after_fork(void)
+{
+    pthread_mutex_init(&all_hooks_lock, NULL);
+    for (struct mmapper_extent_hooks *h = all_hooks; h; h = h->next_hooks) {
+        pthread_mutex_init(&h->lock, NULL);
+        struct tail_set *t = h->tails;
+        if (!t)
+            continue;
+        t->count = t->used = 0;
+        for (size_t i = 0; i < t->capacity; i++) {
+            t->used += t->slot[i] != TAIL_EMPTY;
+            t->count += t->slot[i] > TAIL_GONE;
+        }
+    }
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, child_after_fork);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -336,6 +498,12 @@ int mmapper_extent_hooks_create(mmapper_t *m, struct mmapper_extent_hooks **out)
     h->m = m;
     h->mask = chunk - 1;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&all_hooks_lock);
+    h->next_hooks = all_hooks;
+    atomic_signal_fence(memory_order_seq_cst);   /* complete before reachable */
+    all_hooks = h;
+    pthread_mutex_unlock(&all_hooks_lock);
     *out = h;
     return 0;
 }
@@ -359,8 +527,12 @@ void mmapper_extent_hooks_get_stats(struct mmapper_extent_hooks *h,
     *out = (struct mmapper_extent_hooks_stats){
         GET(allocs), GET(alloc_failures), GET(commits), GET(commit_failures),
         GET(decommits), GET(decommits_with_chunks), GET(purges), GET(dallocs),
-        GET(dallocs_refused), GET(destroys), GET(unmap_failures),
+        GET(dallocs_refused), GET(destroys), GET(unmap_failures), GET(foreign),
     };
+    pthread_mutex_lock(&h->lock);
+    out->tails = h->tails ? h->tails->count : 0;
+    out->tail_capacity = h->tails ? h->tails->capacity : 0;
+    pthread_mutex_unlock(&h->lock);
 #undef GET
 }
 
@@ -368,6 +540,15 @@ void mmapper_extent_hooks_destroy(struct mmapper_extent_hooks *h)
 {
     if (!h)
         return;
+    pthread_mutex_lock(&all_hooks_lock);
+    struct mmapper_extent_hooks **p = &all_hooks;
+    while (*p && *p != h)
+        p = &(*p)->next_hooks;
+    if (*p)
+        *p = h->next_hooks;
+    pthread_mutex_unlock(&all_hooks_lock);
+    if (h->tails)
+        munmap(h->tails, tail_bytes(h->tails->capacity));
     pthread_mutex_destroy(&h->lock);
     munmap(h, sizeof(*h));
 }

@@ -22,6 +22,10 @@ struct mmapper_extent_hooks_stats {
     uint64_t purges;
     uint64_t dallocs, dallocs_refused;         /* refused: kept by jemalloc */
     uint64_t destroys, unmap_failures;
+    /* Hook calls on extents jemalloc had before the hooks were set. */
+    uint64_t foreign;
+    /* Reservations whose last chunk has a tail, and the set's slots. */
+    uint64_t tails, tail_capacity;
 };
 
 /*
