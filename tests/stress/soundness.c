@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,60 +477,62 @@ static void test_window_atomic(void)
 struct flipper {
     mmapper_t *m;
     char *a, *b;
-    pthread_barrier_t go, done;
-    unsigned tries;
+    _Atomic bool stop;
+    _Atomic uint64_t rounds;
 };
 
+/* A and B go round (P,U) -> (U,U) -> (U,M) -> (U,P) -> (U,U) -> (M,U) ->
+ * (P,U): at every instant one of them is Unmapped, or A Mapped with B
+ * Unmapped, so protect over both is illegal at every instant. */
 static void *flipper_main(void *arg)
 {
     struct flipper *f = arg;
     size_t chunk = mmapper_granularity(f->m);
-    for (unsigned i = 0; i < f->tries; i++) {
-        pthread_barrier_wait(&f->go);
+    while (!atomic_load(&f->stop)) {
         CHECK_RC(mmapper_unmap(f->m, f->a, chunk), 0, "unmap A");
         CHECK_RC(mmapper_ensure_mapped(f->m, f->b, chunk, NULL), 0, "map B");
         CHECK_RC(mmapper_protect(f->m, f->b, chunk), 0, "protect B");
-        pthread_barrier_wait(&f->done);
+        CHECK_RC(mmapper_unmap(f->m, f->b, chunk), 0, "unmap B");
+        CHECK_RC(mmapper_ensure_mapped(f->m, f->a, chunk, NULL), 0, "map A");
+        CHECK_RC(mmapper_protect(f->m, f->a, chunk), 0, "protect A");
+        atomic_fetch_add(&f->rounds, 1);
     }
     return NULL;
 }
 
 static void test_scan_atomic(void)
 {
-    struct flipper f = { .tries = STRESS_SCALE3(2000, 1000, 300) };
+    struct flipper f = { 0 };
+    /* Measured in the other thread's rounds, whatever the relative speeds. */
+    uint64_t rounds = STRESS_SCALE3(20000, 5000, 1000);
     CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16 }, &f.m), 0,
              "create");
     size_t chunk = mmapper_granularity(f.m), slab = SLAB_CHUNKS * chunk;
     /* A is the first chunk and B the last of 7000 (28 slabs, one window);
      * the chunks between stay Protected, so reading the range takes long
-     * enough for the other thread to act in the middle of it. */
+     * enough (microseconds) for the other thread to act in the middle. */
     const size_t n = 7000;
     char *base = stress_region(f.m, n * chunk, slab);
     f.a = base;
     f.b = base + (n - 1) * chunk;
     CHECK_RC(mmapper_ensure_mapped(f.m, base, n * chunk, NULL), 0, "map the range");
     CHECK_RC(mmapper_protect(f.m, base, n * chunk), 0, "protect the range");
-    pthread_barrier_init(&f.go, NULL, 2);
-    pthread_barrier_init(&f.done, NULL, 2);
+    CHECK_RC(mmapper_unmap(f.m, f.b, chunk), 0, "unmap B");   /* (P,U) */
     pthread_t t;
     CHECK(pthread_create(&t, NULL, flipper_main, &f) == 0, "flipper");
-    unsigned wrong = 0;
-    for (unsigned i = 0; i < f.tries; i++) {
-        CHECK_RC(mmapper_ensure_mapped(f.m, f.a, chunk, NULL), 0, "map A");
-        CHECK_RC(mmapper_protect(f.m, f.a, chunk), 0, "protect A");
-        CHECK_RC(mmapper_unmap(f.m, f.b, chunk), 0, "unmap B");
-        pthread_barrier_wait(&f.go);
-        /* A is Protected or Unmapped, B Unmapped, Mapped or Protected, and A
-         * is Unmapped before B is anything but Unmapped: at no instant is
-         * the whole range legal for protect. */
-        int rc = mmapper_protect(f.m, base, n * chunk);
-        wrong += rc != -EINVAL;
-        pthread_barrier_wait(&f.done);
+    unsigned wrong = 0, tries = 0;
+    double t0 = stress_now();
+    while (atomic_load(&f.rounds) < rounds && stress_now() - t0 < 20.0) {
+        wrong += mmapper_protect(f.m, base, n * chunk) != -EINVAL;
+        tries++;
     }
+    atomic_store(&f.stop, true);
     pthread_join(t, NULL);
-    CHECK(wrong == 0, "protect([A .. B]) returned other than -EINVAL in %u of %u tries",
-          wrong, f.tries);
-    stress_summary("scan_atomic: %u tries, every one -EINVAL", f.tries);
+    CHECK(wrong == 0, "protect([A .. B]) returned other than -EINVAL in %u of %u tries "
+                      "(%" PRIu64 " rounds of the other thread)", wrong, tries,
+          atomic_load(&f.rounds));
+    stress_summary("scan_atomic: %u tries against %" PRIu64 " rounds of the other thread, "
+                   "every one -EINVAL", tries, atomic_load(&f.rounds));
     CHECK_RC(mmapper_unmap(f.m, base, n * chunk), 0, "cleanup");
     mmapper_destroy(f.m);
 }
