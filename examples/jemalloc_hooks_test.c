@@ -3,13 +3,19 @@
  * the random workload rarely or never produces: alignment above the chunk
  * size, new_addr (honoured exactly or refused), a reservation tail, ragged
  * decommits, refused deallocation.  After each step the chunk states and
- * /proc/self/maps must say what the hooks promised.  Exits 0 or 1.
+ * /proc/self/maps must say what the hooks promised.  Last, forks while four
+ * threads are inside the hooks: every child can use them.  Exits 0 or 1.
  */
 #include "config.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "jemalloc_hooks.h"
 #include "mmapper.h"
@@ -37,6 +43,63 @@ static void expect(const void *p, size_t bytes, mmapper_state_t st, const char *
               what, off >> 20, (int)mmapper_state(m, (const char *)p + off));
     char why[160];
     CHECK(procmaps_check(m, p, bytes, true, why, sizeof(why)) == 0, "%s: %s", what, why);
+}
+
+/* ---- fork while other threads are inside the hooks ------------------------ */
+
+#define BUSY_THREADS 4
+#define BUSY_FORKS 200
+
+static _Atomic bool busy_stop;
+
+/* Allocation and ragged deallocation both take the hooks' mutex. */
+static void *busy(void *arg)
+{
+    extent_hooks_t *e = arg;
+    while (!atomic_load(&busy_stop)) {
+        bool zero = false, commit = false;
+        char *p = e->alloc(e, NULL, chunk + 4096, 4096, &zero, &commit, 0);
+        if (p) {
+            (void)e->dalloc(e, p + 4096, chunk, false, 0);   /* ragged: refused */
+            (void)e->dalloc(e, p, chunk + 4096, false, 0);
+        }
+    }
+    return NULL;
+}
+
+/* Each child uses the same hooks (their mutex, maybe held by a thread that
+ * does not exist in it) under a deadline. */
+static void fork_while_busy(extent_hooks_t *e)
+{
+    pthread_t t[BUSY_THREADS];
+    for (int i = 0; i < BUSY_THREADS; i++)
+        pthread_create(&t[i], NULL, busy, e);
+    unsigned hung = 0, failed = 0;
+    for (int k = 0; k < BUSY_FORKS; k++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(10);
+            bool zero = false, commit = true;
+            char *p = e->alloc(e, NULL, chunk + 4096, 4096, &zero, &commit, 0);
+            if (!p)
+                _exit(2);
+            memset(p, 1, chunk + 4096);
+            _exit(e->dalloc(e, p, chunk + 4096, true, 0) ? 3 : 0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+            hung++;
+        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            failed++;
+    }
+    atomic_store(&busy_stop, true);
+    for (int i = 0; i < BUSY_THREADS; i++)
+        pthread_join(t[i], NULL);
+    CHECK(hung == 0 && failed == 0, "%u of %d children hung, %u failed", hung, BUSY_FORKS,
+          failed);
+    printf("fork while busy: %d forks with %d threads inside the hooks: %u hung, %u failed\n",
+           BUSY_FORKS, BUSY_THREADS, hung, failed);
 }
 
 static bool zero_at(const void *p, size_t bytes)
@@ -131,6 +194,8 @@ int main(void)
         expect(p + 2 * chunk, chunk, MMAPPER_MAPPED, "destroy's neighbour");
         e->destroy(e, p + 2 * chunk, chunk, true, 0);
     }
+
+    fork_while_busy(e);
 
     mmapper_get_stats(m, &ms);
     CHECK(ms.chunks_mapped + ms.chunks_quarantined + ms.slabs == 0, "%" PRIu64 " chunks, %" PRIu64
