@@ -112,6 +112,10 @@ static void preswitch(void)
     struct mmapper_extent_hooks_stats st;
     mmapper_extent_hooks_get_stats(h, &st);
     CHECK(st.commit_failures == 0, "%" PRIu64 " commits failed", st.commit_failures);
+    /* The decommits of jemalloc's own extent were refused (not faked), so it
+     * never had to commit it again. */
+    CHECK(st.commits == 0, "%" PRIu64 " commits of an extent jemalloc kept committed",
+          st.commits);
     CHECK(peak <= ((uint64_t)64 << 20), "reserved address space grew to %" PRIu64 " MiB",
           peak >> 20);
     printf("preswitch: %d iterations, %" PRIu64 " commits (0 failed), %" PRIu64
