@@ -38,6 +38,10 @@ struct impl {
     int (*unmap)(void *self, void *start, size_t bytes);
     bool (*is_mapped)(void *self, const void *addr);   /* NULL: no records (raw syscalls) */
     uint64_t (*syscalls)(void *self);                   /* made so far */
+    /* Finish background work (mmapper: the reclaimer's frees) after an
+     * untimed teardown, so that it does not run in the next timed round.
+     * NULL: nothing in the background. */
+    void (*quiesce)(void *self);
 
     /* Hot loops for the ns-scale scenarios.  Each calls the implementation's
      * own entry point directly (mmapper's through the shared library's PLT,

@@ -65,6 +65,11 @@ static int mm_unmap(void *self, void *start, size_t bytes)
     return mmapper_unmap(((struct mm_impl *)self)->m, start, bytes);
 }
 
+static void mm_quiesce(void *self)
+{
+    mmapper_reclaim_wait(((struct mm_impl *)self)->m);
+}
+
 static bool mm_is_mapped(void *self, const void *addr)
 {
     return mmapper_is_mapped(((struct mm_impl *)self)->m, addr);
@@ -96,6 +101,7 @@ const struct impl impl_mmapper = {
     .quarantine = mm_quarantine,
     .decommit = mm_decommit,
     .unmap = mm_unmap,
+    .quiesce = mm_quiesce,
     .is_mapped = mm_is_mapped,
     .syscalls = mm_syscalls,
     .count_mapped = mm_count_mapped,

@@ -107,6 +107,8 @@ static void race_rounds(struct bench *b, struct team *t, int ti, struct measure 
             verify_mapped(b, m[i].impl, m[i].self, x.first, RACE_CHUNKS);
             check(m[i].impl->unmap(m[i].self, chunk_at(b, x.first), RACE_CHUNKS * b->o->chunk),
                   "unmap race chunks");
+            if (m[i].impl->quiesce)
+                m[i].impl->quiesce(m[i].self);
             if (r < 0)
                 continue;
             s->wall[i][ti][r] = res.wall_ns;
@@ -213,6 +215,8 @@ static void fresh_rounds(struct bench *b, struct team *t, int ti, struct measure
                 check(m[i].impl->unmap(m[i].self, chunk_at(b, thread_first[k]),
                                        FRESH_CHUNKS * b->o->chunk),
                       "unmap fresh chunks");
+            if (m[i].impl->quiesce)
+                m[i].impl->quiesce(m[i].self);
             if (r < 0)
                 continue;
             s->wall[i][ti][r] = res.wall_ns;

@@ -53,6 +53,8 @@ void measure_interleaved(const struct bench *b, const char *table, struct measur
 void unmap_window(const struct bench *b, const struct impl *impl, void *self)
 {
     check(impl->unmap(self, (void *)b->base, b->chunks << b->o->log_chunk), "unmap window");
+    if (impl->quiesce)
+        impl->quiesce(self);
 }
 
 void layout_contig_map(const struct bench *b, const struct impl *impl, void *self)

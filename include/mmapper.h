@@ -57,11 +57,15 @@
  *    are async-signal-safe, including a thread's first call (its urcu-bp
  *    registration) and a handler that interrupts the same thread inside a
  *    lookup or a transition.  Transitions, create, destroy, get_stats,
- *    reclaim_wait are not async-signal-safe.  Transitions block every signal
- *    while they hold a slab lock (the length of their system calls), so a
- *    thread stopped by a signal never holds one: a stop-the-world collector
- *    may stop mutators anywhere and then make any call itself.  (A thread
- *    stopped by ptrace inside a transition does keep its slabs locked.)
+ *    reclaim_wait are not async-signal-safe.  With
+ *    mmapper_config.block_signals, transitions block every signal while they
+ *    hold slab or table locks (the length of their system calls), so a
+ *    thread stopped by a signal never holds any lock: a stop-the-world
+ *    collector may stop mutators anywhere and then make any call itself.
+ *    Without it, a thread stopped inside a transition keeps the locks it
+ *    holds until it resumes: its slabs (256 chunks each), or for a moment
+ *    the table's (slab creation and removal); lookups are never affected.  (A thread stopped by ptrace inside a
+ *    transition always keeps its slabs locked.)
  *  - Cancellation: no function is a cancellation point; cancellation is
  *    deferred inside every call (also inside a custom OS layer that would
  *    be one).  Asynchronous cancellation is never safe.
@@ -179,6 +183,14 @@ struct mmapper_config {
     bool disable_names;
     /** System-call layer; NULL means the real kernel.  Must outlive the mapper. */
     const struct mmapper_os *os;
+    /** Block every signal while a transition holds slab locks (two
+     *  rt_sigprocmask calls, about 0.3 us, per transition that has work to
+     *  do), so that a thread stopped by a signal never holds one: for
+     *  garbage collectors that stop the world with signals and then make
+     *  calls on any slab.  Without it a thread stopped inside a transition
+     *  keeps the slabs it holds locked (lookups and other slabs are not
+     *  affected). */
+    bool block_signals;
 };
 
 /** The real kernel's system-call layer (what a NULL config->os means). */
@@ -216,8 +228,8 @@ MMAPPER_API size_t mmapper_granularity(const mmapper_t *m);
  * Options apply to chunks this call transitions.  Returns only once every chunk
  * is usable, also when another thread is mapping the same chunks.
  * Like every transition below: thread-safe, not async-signal-safe, usable
- * in a forked child, never waits for RCU readers, blocks signals only
- * while it holds slab locks.
+ * in a forked child, never waits for RCU readers; blocks signals (only with
+ * block_signals) while it holds locks.
  */
 MMAPPER_API int mmapper_ensure_mapped(mmapper_t *m, void *start, size_t bytes,
                                       const struct mmapper_map_opts *o);

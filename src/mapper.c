@@ -259,12 +259,14 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
         return err;
     /* Fresh pages are zero: the counters start at 0. */
     m->chunk_shift = log_chunk;
+    m->block_signals = cfg && cfg->block_signals;
     m->self_bytes = bytes;
     os_init(&m->os, os, &m->counters, cfg && cfg->disable_names);
     if ((err = slab_table_init(&m->table, &m->counters)) != 0) {
         os_meta_unmap(m, bytes);
         return err;
     }
+    m->table.block_signals = m->block_signals;
     if ((err = reclaim_register(&m->table)) != 0) {
         slab_table_fini(&m->table);
         os_meta_unmap(m, bytes);

@@ -11,6 +11,7 @@
 struct mmapper {
     /* Read by every lookup; written only by mmapper_create. */
     unsigned chunk_shift;        /* log2 of the chunk size */
+    bool block_signals;          /* mmapper_config.block_signals */
     size_t self_bytes;           /* pages holding this struct */
     struct slab_table table;     /* aligned: its writer half has its own lines */
     struct mm_os os;

@@ -118,7 +118,7 @@ static struct meta_pool_block *block_create(struct meta_pool *pool)
     return b;
 }
 
-static void block_destroy(struct meta_pool *pool, struct meta_pool_block *b)
+static void block_unlink(struct meta_pool *pool, struct meta_pool_block *b)
 {
     if (b->prev)
         b->prev->next = b->next;
@@ -126,6 +126,10 @@ static void block_destroy(struct meta_pool *pool, struct meta_pool_block *b)
         pool->blocks = b->next;
     if (b->next)
         b->next->prev = b->prev;
+}
+
+static void block_unmap(struct meta_pool *pool, struct meta_pool_block *b)
+{
     os_meta_unmap(b, POOL_BLOCK_BYTES);
     counter_sub(&pool->counters->metadata_bytes, POOL_BLOCK_BYTES);
 }
@@ -155,6 +159,7 @@ void meta_pool_free(struct meta_pool *pool, void *object)
 {
     struct meta_pool_free *obj = object;
     struct meta_pool_block *b = (void *)((uintptr_t)object & ~(POOL_BLOCK_BYTES - 1));
+    struct meta_pool_block *unmap = NULL;
     pthread_mutex_lock(&pool->lock);
     obj->next = b->free_list;
     b->free_list = obj;
@@ -165,18 +170,26 @@ void meta_pool_free(struct meta_pool *pool, void *object)
          * over does not map and unmap a block each time. */
         if (pool->empty_blocks > 0) {
             avail_remove(pool, b);
-            block_destroy(pool, b);
+            block_unlink(pool, b);
+            unmap = b;
         } else {
             pool->empty_blocks++;
         }
     }
     pthread_mutex_unlock(&pool->lock);
+    /* munmap waits for the kernel's mmap_lock, which another thread's long
+     * system call may hold: never with the pool lock held. */
+    if (unmap)
+        block_unmap(pool, unmap);
 }
 
 void meta_pool_destroy(struct meta_pool *pool)
 {
-    while (pool->blocks)
-        block_destroy(pool, pool->blocks);
+    while (pool->blocks) {
+        struct meta_pool_block *b = pool->blocks;
+        block_unlink(pool, b);
+        block_unmap(pool, b);
+    }
     pool->avail = NULL;
     pool->empty_blocks = 0;
     pthread_mutex_destroy(&pool->lock);

@@ -5,9 +5,30 @@
 #include "reclaim.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 struct slab slab_tombstone = { .key = UINTPTR_MAX };
+
+/* With block_signals (mmapper_config), the table lock is never held by a
+ * thread that a signal could stop (a collector's suspend signal): a stopped
+ * thread never keeps another from creating or removing slabs. */
+static void table_lock(struct slab_table *t, sigset_t *old)
+{
+    if (t->block_signals) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, old);
+    }
+    pthread_mutex_lock(&t->lock);
+}
+
+static void table_unlock(struct slab_table *t, const sigset_t *old)
+{
+    pthread_mutex_unlock(&t->lock);
+    if (t->block_signals)
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+}
 
 /* One page holds the first array: an empty mapper stays small. */
 #define MIN_LOG_CAPACITY 8
@@ -102,7 +123,8 @@ static int table_rebuild(struct slab_table *t, struct slab_array *old)
 int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **out)
 {
     int err = 0;
-    pthread_mutex_lock(&t->lock);
+    sigset_t old_mask;
+    table_lock(t, &old_mask);
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     struct slab *s;
     _Atomic(struct slab *) *slot = array_find_slot(a, key, &s);
@@ -137,20 +159,21 @@ pin:
      * before the pin is there. */
     slab_pin(s);
 out:
-    pthread_mutex_unlock(&t->lock);
+    table_unlock(t, &old_mask);
     *out = s;
     return err;
 }
 
 bool slab_table_unpublish(struct slab_table *t, struct slab *s)
 {
-    pthread_mutex_lock(&t->lock);
+    sigset_t old_mask;
+    table_lock(t, &old_mask);
     if (t->retired_count >= RETIRE_LIMIT) {
         /* The reclaimer is behind (a reader is stuck): keep s published.
          * Empty, it costs what a retired slab would, and is reused; the
          * reclaimer's sweep removes it once it has caught up. */
         atomic_store_explicit(&t->sweep_pending, true, memory_order_relaxed);
-        pthread_mutex_unlock(&t->lock);
+        table_unlock(t, &old_mask);
         return false;
     }
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
@@ -172,7 +195,7 @@ bool slab_table_unpublish(struct slab_table *t, struct slab *s)
         (void)table_rebuild(t, a);
     s->dead = true;
     t->retired_count++;   /* counts toward RETIRE_LIMIT from now on */
-    pthread_mutex_unlock(&t->lock);
+    table_unlock(t, &old_mask);
     return true;
 }
 
@@ -180,7 +203,8 @@ void slab_table_retire(struct slab_table *t, struct slab *list)
 {
     if (!list)
         return;
-    pthread_mutex_lock(&t->lock);
+    sigset_t old_mask;
+    table_lock(t, &old_mask);
     while (list) {
         struct slab *s = list;
         list = s->held_next;
@@ -189,7 +213,7 @@ void slab_table_retire(struct slab_table *t, struct slab *list)
         atomic_signal_fence(memory_order_seq_cst);   /* whole list at a fork */
         t->retired_slabs = s;
     }
-    pthread_mutex_unlock(&t->lock);
+    table_unlock(t, &old_mask);
     reclaim_wake();
 }
 
@@ -232,6 +256,8 @@ static bool sweep(struct slab_table *t)
 int slab_table_free_due(struct slab_table *t)
 {
     int result = 0;
+    struct slab *slabs = NULL;
+    struct slab_array *arrays = NULL;
     pthread_mutex_lock(&t->lock);
     for (struct slab **p = &t->retired_slabs; *p;) {
         struct slab *s = *p;
@@ -241,8 +267,8 @@ int slab_table_free_due(struct slab_table *t)
             atomic_load_explicit(&s->pins, memory_order_acquire) == 0) {
             *p = s->retire_next;
             t->retired_count--;
-            free_slab(t, s);
-            result |= SLAB_TABLE_FREED;
+            s->retire_next = slabs;
+            slabs = s;
         } else {
             p = &s->retire_next;
             result |= SLAB_TABLE_MORE;
@@ -252,8 +278,8 @@ int slab_table_free_due(struct slab_table *t)
         struct slab_array *a = *p;
         if (reclaim_due(a->retire_tag)) {
             *p = a->retire_next;
-            free_array(t, a);
-            result |= SLAB_TABLE_FREED;
+            a->retire_next = arrays;
+            arrays = a;
         } else {
             p = &a->retire_next;
             result |= SLAB_TABLE_MORE;
@@ -261,6 +287,19 @@ int slab_table_free_due(struct slab_table *t)
     }
     bool catch_up = t->retired_count < RETIRE_LIMIT / 2;
     pthread_mutex_unlock(&t->lock);
+    /* Freeing may munmap, which waits for the kernel's mmap_lock behind any
+     * long system call of another thread: never with the table lock held,
+     * which every slab creation and removal needs. */
+    for (struct slab *s = slabs, *next; s; s = next) {
+        next = s->retire_next;
+        free_slab(t, s);
+        result |= SLAB_TABLE_FREED;
+    }
+    for (struct slab_array *a = arrays, *next; a; a = next) {
+        next = a->retire_next;
+        free_array(t, a);
+        result |= SLAB_TABLE_FREED;
+    }
     if (catch_up && sweep(t))
         result |= SLAB_TABLE_MORE;
     return result;

@@ -4,7 +4,9 @@
  * transitions that create and remove slabs; the collector stops them all
  * with a signal (each handler acknowledges, then waits in sigsuspend for
  * the restart signal), and while the world is stopped it unmaps and maps
- * chunks of its own (removing and creating slabs), then restarts the world.
+ * chunks of its own (removing and creating slabs) and a chunk in each
+ * mutator's slabs, then restarts the world.  The mapper is created with
+ * block_signals, so no stopped mutator holds a slab lock.
  *
  * Whatever the mutators were doing when stopped (inside a lookup's
  * read-side section, waiting for or holding a slab lock), the collector's
@@ -81,8 +83,8 @@ static void *mutator_main(void *arg)
         }
         atomic_fetch_add(&w.lookups, 64);
         /* One chunk in each of our slabs: mapping creates the slabs,
-         * unmapping removes them. */
-        size_t k = rng_below(&mu->rng, STRESS_SLAB_CHUNKS);
+         * unmapping removes them.  The last chunk is the collector's. */
+        size_t k = rng_below(&mu->rng, STRESS_SLAB_CHUNKS - 1);
         for (unsigned s = 0; s < MUTATOR_SLABS; s++)
             CHECK_RC(mmapper_ensure_mapped(w.m, mine + s * w.slab + k * w.chunk, w.chunk, NULL),
                      0, "mutator map");
@@ -130,7 +132,10 @@ int main(int argc, char **argv)
     return 77;
 #endif
     w.mutators = o.threads;
-    CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16 }, &w.m), 0,
+    /* block_signals: the collector transitions in the mutators' slabs too,
+     * which a mutator stopped inside a transition would otherwise hold. */
+    CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16,
+                                                     .block_signals = true }, &w.m), 0,
              "create");
     w.chunk = mmapper_granularity(w.m);
     w.slab = STRESS_SLAB_CHUNKS * w.chunk;
@@ -176,6 +181,13 @@ int main(int argc, char **argv)
          * transition.  Unmap what we hold (removing slabs), map anew. */
         atomic_store(&w.step, 2);
         CHECK_RC(mmapper_unmap(w.m, coll, COLLECTOR_SLABS * w.slab), 0, "collector unmap");
+        /* And in every mutator slab, which a stopped mutator may be in the
+         * middle of changing: map and unmap the last chunk. */
+        for (size_t s = 0; s < (size_t)w.mutators * MUTATOR_SLABS; s++) {
+            char *last = w.own + s * w.slab + (STRESS_SLAB_CHUNKS - 1) * w.chunk;
+            CHECK_RC(mmapper_ensure_mapped(w.m, last, w.chunk, NULL), 0, "collector map there");
+            CHECK_RC(mmapper_unmap(w.m, last, w.chunk), 0, "collector unmap there");
+        }
         atomic_store(&w.step, 3);
         size_t k = rng_below(&rng, STRESS_SLAB_CHUNKS);
         for (unsigned s = 0; s < COLLECTOR_SLABS; s++)
