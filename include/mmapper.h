@@ -267,16 +267,21 @@ MMAPPER_API int mmapper_protect(mmapper_t *m, void *start, size_t bytes);
 /**
  * Mapped or Protected → Quarantined: the memory goes back to the OS, the
  * reservation stays, the next ensure_mapped yields zeroes.  Quarantined →
- * nothing.  -EINVAL, with nothing changed, if a chunk is Unmapped.
+ * nothing.  -EINVAL, with nothing changed, if a chunk is Unmapped.  If the
+ * kernel fails it after unmapping the old mapping (before Linux 6.12, under
+ * memory pressure), the call fails and each chunk of the failed run is
+ * recorded Quarantined if it could be reserved again, else Unmapped: never
+ * Mapped over a hole or over someone else's mapping.
  */
 MMAPPER_API int mmapper_decommit(mmapper_t *m, void *start, size_t bytes);
 
 /**
  * Any state → Unmapped: the address range is given back to the kernel.
  * Unmapped chunks are left alone (memory the library does not own is never
- * unmapped).  Metadata of address ranges left entirely Unmapped is freed
- * (after an RCU grace period), so mapping and unmapping across a huge address
- * range does not accumulate metadata.
+ * unmapped).  Metadata of address ranges left entirely Unmapped is freed by
+ * the library's reclaimer thread after an RCU grace period (this call does
+ * not wait for it), so mapping and unmapping across a huge address range
+ * does not accumulate metadata.
  */
 MMAPPER_API int mmapper_unmap(mmapper_t *m, void *start, size_t bytes);
 
