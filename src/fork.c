@@ -325,7 +325,6 @@ static void rebuild_table(struct slab_table *t)
         copy->live = s->live;
     }
     fresh.reclaim_next = t->reclaim_next;
-    fresh.block_signals = t->block_signals;
     memcpy(t, &fresh, sizeof(fresh));   /* t's address stays in the registry */
 }
 

@@ -266,7 +266,6 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
         os_meta_unmap(m, bytes);
         return err;
     }
-    m->table.block_signals = m->block_signals;
     if ((err = reclaim_register(&m->table)) != 0) {
         slab_table_fini(&m->table);
         os_meta_unmap(m, bytes);

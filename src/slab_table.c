@@ -5,29 +5,22 @@
 #include "reclaim.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 
 struct slab slab_tombstone = { .key = UINTPTR_MAX };
 
-/* With block_signals (mmapper_config), the table lock is never held by a
- * thread that a signal could stop (a collector's suspend signal): a stopped
- * thread never keeps another from creating or removing slabs. */
-static void table_lock(struct slab_table *t, sigset_t *old)
+/* The table lock is taken only inside a walk (walk.c: with every signal
+ * blocked when the mapper has block_signals) or by a reclaimer round
+ * (signals blocked too), so it is never held by a thread a signal could
+ * stop unless the mapper allows that for its slab locks as well. */
+static void table_lock(struct slab_table *t)
 {
-    if (t->block_signals) {
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, old);
-    }
     pthread_mutex_lock(&t->lock);
 }
 
-static void table_unlock(struct slab_table *t, const sigset_t *old)
+static void table_unlock(struct slab_table *t)
 {
     pthread_mutex_unlock(&t->lock);
-    if (t->block_signals)
-        pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* One page holds the first array: an empty mapper stays small. */
@@ -123,8 +116,7 @@ static int table_rebuild(struct slab_table *t, struct slab_array *old)
 int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **out)
 {
     int err = 0;
-    sigset_t old_mask;
-    table_lock(t, &old_mask);
+    table_lock(t);
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     struct slab *s;
     _Atomic(struct slab *) *slot = array_find_slot(a, key, &s);
@@ -159,21 +151,20 @@ pin:
      * before the pin is there. */
     slab_pin(s);
 out:
-    table_unlock(t, &old_mask);
+    table_unlock(t);
     *out = s;
     return err;
 }
 
 bool slab_table_unpublish(struct slab_table *t, struct slab *s)
 {
-    sigset_t old_mask;
-    table_lock(t, &old_mask);
+    table_lock(t);
     if (t->retired_count >= RETIRE_LIMIT) {
         /* The reclaimer is behind (a reader is stuck): keep s published.
          * Empty, it costs what a retired slab would, and is reused; the
          * reclaimer's sweep removes it once it has caught up. */
         atomic_store_explicit(&t->sweep_pending, true, memory_order_relaxed);
-        table_unlock(t, &old_mask);
+        table_unlock(t);
         return false;
     }
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
@@ -195,7 +186,7 @@ bool slab_table_unpublish(struct slab_table *t, struct slab *s)
         (void)table_rebuild(t, a);
     s->dead = true;
     t->retired_count++;   /* counts toward RETIRE_LIMIT from now on */
-    table_unlock(t, &old_mask);
+    table_unlock(t);
     return true;
 }
 
@@ -203,8 +194,7 @@ void slab_table_retire(struct slab_table *t, struct slab *list)
 {
     if (!list)
         return;
-    sigset_t old_mask;
-    table_lock(t, &old_mask);
+    table_lock(t);
     while (list) {
         struct slab *s = list;
         list = s->held_next;
@@ -213,7 +203,7 @@ void slab_table_retire(struct slab_table *t, struct slab *list)
         atomic_signal_fence(memory_order_seq_cst);   /* whole list at a fork */
         t->retired_slabs = s;
     }
-    table_unlock(t, &old_mask);
+    table_unlock(t);
     reclaim_wake();
 }
 

@@ -95,7 +95,6 @@ struct slab_table {
     struct meta_pool slab_pool;
     struct mm_counters *counters;
     struct slab_table *reclaim_next;   /* reclaim.c's registry */
-    bool block_signals;          /* mmapper_config.block_signals; immutable */
 };
 
 /* Never a real key (keys are < 2^57 >> 12), so probes simply pass over it. */

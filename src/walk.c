@@ -545,8 +545,8 @@ static int walk_window_locked(mmapper_t *m, enum chunk_op op, struct chunk_range
  * thread never keeps another thread's call waiting for one of our locks,
  * and a thread waiting for a lock waits only for threads running to the end
  * of a system call.  Two rt_sigprocmask calls cost about 0.3 us, a third of
- * a fresh mmap: allocators that stop no world do without.  (The table lock
- * is always taken with signals blocked: slab_table.c.)
+ * a fresh mmap: allocators that stop no world do without.  The table lock is
+ * only ever taken inside this, so it is covered too.
  */
 static int walk_window(mmapper_t *m, enum chunk_op op, struct chunk_range r,
                        const struct mmapper_map_opts *o, uintptr_t *stopped_at)
