@@ -73,9 +73,12 @@ static uint64_t reserved_bytes(mmapper_t *m)
 
 static void preswitch(void)
 {
-    mmapper_t *m;
-    struct mmapper_extent_hooks *h;
-    CHECK(mmapper_create(NULL, &m) == 0 && mmapper_extent_hooks_create(m, &h) == 0, "setup");
+    mmapper_t *m = NULL;
+    struct mmapper_extent_hooks *h = NULL;
+    if (mmapper_create(NULL, &m) != 0 || mmapper_extent_hooks_create(m, &h) != 0) {
+        CHECK(false, "setup");
+        return;
+    }
     unsigned arena;
     size_t sz = sizeof(arena);
     CHECK(mallctl("arenas.create", &arena, &sz, NULL, 0) == 0, "arenas.create");
@@ -128,9 +131,12 @@ static void preswitch(void)
 
 static void many_arenas(void)
 {
-    mmapper_t *m;
-    struct mmapper_extent_hooks *h;
-    CHECK(mmapper_create(NULL, &m) == 0 && mmapper_extent_hooks_create(m, &h) == 0, "setup");
+    mmapper_t *m = NULL;
+    struct mmapper_extent_hooks *h = NULL;
+    if (mmapper_create(NULL, &m) != 0 || mmapper_extent_hooks_create(m, &h) != 0) {
+        CHECK(false, "setup");
+        return;
+    }
     static unsigned arena[ARENAS];
     enum { OBJECTS = 2000, SIZE = 512 };
     unsigned made = 0;
