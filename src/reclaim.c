@@ -115,9 +115,17 @@ static int reclaim_round(struct slab_table *only)
     return result;
 }
 
+/* Set by the reclaimer once it runs: mmapper_create returns only then, so
+ * that whatever a new thread maps for itself (its TLS, a sanitizer's
+ * per-thread state) is done before the caller goes on, not at a random
+ * moment later. */
+static _Atomic uint32_t thread_up;
+
 static void *reclaimer_main(void *arg)
 {
     (void)arg;
+    atomic_store(&thread_up, 1);
+    futex_wake(&thread_up);
     for (;;) {
         /* Clearing the request before the work means one made during the
          * work is seen in the next round, not lost. */
@@ -164,11 +172,14 @@ static int start_thread(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 * 1024);
     pthread_t thread;
+    atomic_store(&thread_up, 0);
     int err = pthread_create(&thread, &attr, reclaimer_main, NULL);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err)
         return err == EAGAIN ? -EAGAIN : -ENOMEM;
+    while (atomic_load(&thread_up) == 0)
+        futex_wait(&thread_up, 0);
 #ifdef _GNU_SOURCE
     pthread_setname_np(thread, "mmapper-reclaim");
 #endif
