@@ -153,9 +153,14 @@ int reclaim_wait(struct slab_table *t)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int result;
-    while ((result = reclaim_round(t)) & SLAB_TABLE_MORE)
-        if (!(result & SLAB_TABLE_FREED))
+    do {
+        /* Sweep in every round, whether or not a removal was refused since
+         * the last sweep: the caller asked for everything that can go. */
+        atomic_store_explicit(&t->sweep_pending, true, memory_order_relaxed);
+        result = reclaim_round(t);
+        if ((result & SLAB_TABLE_MORE) && !(result & SLAB_TABLE_FREED))
             sleep_ms(1);   /* pinned, or fork readers: give them a moment */
+    } while (result & SLAB_TABLE_MORE);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
 }
