@@ -47,29 +47,38 @@ static int check_opts(const struct mmapper_map_opts *o)
 
 /* ---- lock-free reads ---------------------------------------------------- */
 
-/* The raw state byte (CHUNK_LEAVING included) of the chunk holding addr.
- * No range check: slabs exist only below MMAPPER_ADDRESS_LIMIT, so any other
- * address simply finds no slab. */
-static inline unsigned lookup_state(const mmapper_t *m, const void *addr)
+/* The raw state byte (CHUNK_LEAVING included) of the chunk holding addr,
+ * inside a read-side section.  No range check: slabs exist only below
+ * MMAPPER_ADDRESS_LIMIT, so any other address simply finds no slab. */
+static inline unsigned state_in_section(const mmapper_t *m, const void *addr)
 {
     uintptr_t chunk = (uintptr_t)addr >> m->chunk_shift;
-    bool fork_reader = rcu_read_enter();
     const struct slab *s = slab_table_lookup(&m->table, chunk >> SLAB_LOG_CHUNKS);
     /* Acquire: pairs with the release in record(); a caller that sees
      * Mapped may touch the memory the syscall mapped. */
-    unsigned st = s ? atomic_load_explicit(&s->state[chunk & CHUNK_INDEX_MASK],
-                                           memory_order_acquire)
-                    : MMAPPER_UNMAPPED;
-    rcu_read_exit(fork_reader);
+    return s ? atomic_load_explicit(&s->state[chunk & CHUNK_INDEX_MASK], memory_order_acquire)
+             : MMAPPER_UNMAPPED;
+}
+
+/* The hot path: for a thread already registered with urcu-bp. */
+static inline unsigned lookup_state(const mmapper_t *m, const void *addr)
+{
+    rcu_read_enter_registered();
+    unsigned st = state_in_section(m, addr);
+    rcu_read_exit_registered();
     return st;
 }
 
-/* A thread's first lookup registers it with urcu-bp: a call, kept out of
- * line so that the hot path below is a leaf function with no stack frame. */
+/* A thread's first lookup registers it with urcu-bp (or, while a fork is
+ * being prepared, reads as a fork reader): calls, kept out of line so that
+ * the hot path above is a leaf function with no stack frame. */
 static __attribute__((noinline, cold)) unsigned lookup_state_first(const mmapper_t *m,
                                                                    const void *addr)
 {
-    return lookup_state(m, addr);
+    bool fork_reader = rcu_read_enter();
+    unsigned st = state_in_section(m, addr);
+    rcu_read_exit(fork_reader);
+    return st;
 }
 
 static inline unsigned state_at(const mmapper_t *m, const void *addr)

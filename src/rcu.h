@@ -78,6 +78,19 @@ static inline bool rcu_reader_registered(void)
 bool rcu_read_enter_unregistered(void);
 void rcu_read_exit_fork_reader(void);
 
+/* A read-side section for a thread known to be registered
+ * (rcu_reader_registered()): the hot path of lookups. */
+static inline void rcu_read_enter_registered(void)
+{
+    urcu_bp_read_lock();
+}
+
+static inline void rcu_read_exit_registered(void)
+{
+    MM_TSAN_RELEASE();   /* see rcu_read_exit */
+    urcu_bp_read_unlock();
+}
+
 /* Enter a read-side section.  Returns what rcu_read_exit() needs: whether
  * this section is a fork reader's (never, once the thread is registered). */
 static inline bool rcu_read_enter(void)
