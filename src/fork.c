@@ -235,16 +235,6 @@ static unsigned settle_in_child(enum chunk_action act, unsigned old, unsigned ta
     }
 }
 
-static struct slab *slab_in_child(struct slab_table *t, uintptr_t key)
-{
-    struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
-    for (uintptr_t i = slab_hash(a, key);; i = (i + 1) & a->mask) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
-        if (!s || s->key == key)
-            return s;
-    }
-}
-
 /* Give every chunk of s's in-flight run the state the parent would have
  * given it: the recorded outcome if its system calls had returned, else
  * what the child's kernel shows. */
@@ -265,7 +255,7 @@ static void settle_intent(const mmapper_t *m, struct slab_table *t, struct slab 
     struct slab *cur = s;
     for (uintptr_t c = first; c < first + n; c++) {
         if (c != first && (c & (SLAB_CHUNKS - 1)) == 0)
-            cur = slab_in_child(t, c >> SLAB_LOG_CHUNKS);
+            cur = slab_table_lookup(t, c >> SLAB_LOG_CHUNKS);   /* one thread: no section */
         if (!cur)
             break;
         chunk_state_t *p = &cur->state[c & (SLAB_CHUNKS - 1)];

@@ -74,11 +74,6 @@ bool reclaim_due(uint64_t tag)
     return atomic_load_explicit(&gp_completed, memory_order_acquire) > tag;
 }
 
-uint64_t reclaim_completed(void)
-{
-    return atomic_load_explicit(&gp_completed, memory_order_acquire);
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = { 0, ms * 1000000L };

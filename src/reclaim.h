@@ -39,9 +39,6 @@ bool reclaim_due(uint64_t tag);
 /* Ask the reclaimer for a grace period soon.  Async-signal-safe, no lock. */
 void reclaim_wake(void);
 
-/* The number of grace periods the reclaimer has completed (tests, stats). */
-uint64_t reclaim_completed(void);
-
 /* Run reclaimer rounds for t on the calling thread until nothing t retired
  * is left: waits for readers (mmapper_reclaim_wait). */
 int reclaim_wait(struct slab_table *t);

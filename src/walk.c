@@ -217,6 +217,30 @@ static void slab_write_end(struct slab *s)
     atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
 }
 
+/* Writing the states of a run, chunk by chunk: the run's slabs are
+ * consecutive and held, and each is bracketed by slab_write_begin/end.
+ *     struct slab *s = run_begin(w, first);
+ *     for (c = first; c < first + n; c++) { s = run_step(s, c); ... }
+ *     slab_write_end(s);                                                  */
+static struct slab *run_begin(const struct walk *w, uintptr_t first)
+{
+    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
+    slab_write_begin(s);
+    return s;
+}
+
+/* The slab of chunk c, moving on (and closing the previous slab's write)
+ * where c starts a slab after the run's first. */
+static struct slab *run_step(struct slab *s, uintptr_t c)
+{
+    if ((c & CHUNK_INDEX_MASK) == 0 && s->key != c >> SLAB_LOG_CHUNKS) {
+        slab_write_end(s);
+        s = s->held_next;
+        slab_write_begin(s);
+    }
+    return s;
+}
+
 /* Store the new state of chunk c (slab s locked) and keep the counts. */
 static void record(struct walk *w, struct slab *s, uintptr_t c, unsigned state)
 {
@@ -236,14 +260,9 @@ static void record(struct walk *w, struct slab *s, uintptr_t c, unsigned state)
  * target state and restore the rest (dropping CHUNK_LEAVING). */
 static void settle(struct walk *w, uintptr_t first, uintptr_t n, uintptr_t done)
 {
-    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
-    slab_write_begin(s);
+    struct slab *s = run_begin(w, first);
     for (uintptr_t c = first; c < first + n; c++) {
-        if (c != first && (c & CHUNK_INDEX_MASK) == 0) {
-            slab_write_end(s);
-            s = s->held_next;   /* a run's slabs are consecutive and held */
-            slab_write_begin(s);
-        }
+        s = run_step(s, c);
         if (c < first + done) {
             record(w, s, c, w->target);
         } else {
@@ -261,14 +280,9 @@ static void settle(struct walk *w, uintptr_t first, uintptr_t n, uintptr_t done)
  * so that is_mapped() never answers true for memory already gone. */
 static void mark_leaving(struct walk *w, uintptr_t first, uintptr_t n)
 {
-    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
-    slab_write_begin(s);
+    struct slab *s = run_begin(w, first);
     for (uintptr_t c = first; c < first + n; c++) {
-        if (c != first && (c & CHUNK_INDEX_MASK) == 0) {
-            slab_write_end(s);
-            s = s->held_next;
-            slab_write_begin(s);
-        }
+        s = run_step(s, c);
         chunk_state_t *p = &s->state[c & CHUNK_INDEX_MASK];
         unsigned st = atomic_load_explicit(p, memory_order_relaxed);
         /* seq_cst (a full barrier; this is the slow path): the store must
@@ -287,14 +301,9 @@ static void mark_leaving(struct walk *w, uintptr_t first, uintptr_t n)
 static void settle_gone(struct walk *w, uintptr_t first, uintptr_t n)
 {
     size_t chunk = (size_t)1 << w->m->chunk_shift;
-    struct slab *s = held_slab(w, first >> SLAB_LOG_CHUNKS);
-    slab_write_begin(s);
+    struct slab *s = run_begin(w, first);
     for (uintptr_t c = first; c < first + n; c++) {
-        if (c != first && (c & CHUNK_INDEX_MASK) == 0) {
-            slab_write_end(s);
-            s = s->held_next;
-            slab_write_begin(s);
-        }
+        s = run_step(s, c);
         bool ours = os_reserve(&w->m->os, chunk_addr(w->m, c), chunk) == 0;
         record(w, s, c, ours ? MMAPPER_QUARANTINED : MMAPPER_UNMAPPED);
     }
