@@ -23,14 +23,8 @@
 #include <string.h>
 
 #include "jemalloc_hooks.h"
+#include "pattern.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
 
 #ifdef SANITIZED
 #define PRESWITCH_ITERS 2000
@@ -39,17 +33,6 @@
 #endif
 #define ARENAS 512   /* 6 tails each: past the old table's 1024 */
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            printf("FAIL line %d: %s: ", __LINE__, #cond);                        \
-            printf(__VA_ARGS__);                                                  \
-            putchar('\n');                                                        \
-        }                                                                         \
-    } while (0)
 
 static size_t arena_stat(const char *what, unsigned arena)
 {
@@ -187,6 +170,7 @@ int main(void)
 {
     preswitch();
     many_arenas();
-    printf("%s: jemalloc_arenas, %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    unsigned long f = atomic_load(&failures);
+    printf("%s: jemalloc_arenas, %lu failure(s)\n", f ? "FAIL" : "PASS", f);
+    return f ? 1 : 0;
 }

@@ -18,6 +18,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Built with a sanitizer: drivers shrink their workloads. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
 /* Failures seen so far; the first ten are reported. */
 static _Atomic unsigned long failures;
 
@@ -33,6 +42,23 @@ __attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "FAIL: %s\n", msg);
 }
+
+/* fail() with the line and the condition, when cond is false. */
+__attribute__((format(printf, 3, 4))) static inline void fail_check(int line, const char *cond,
+                                                                    const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fail("line %d: %s: %s", line, cond, msg);
+}
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond))                                                              \
+            fail_check(__LINE__, #cond, __VA_ARGS__);                             \
+    } while (0)
 
 #define PATTERN_DENSE_WORDS 512     /* 4 KiB */
 #define PATTERN_STRIDE_WORDS 8192   /* 64 KiB */
