@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hang_report.h"
 #include "jemalloc_hooks.h"
 
 #define THREADS 8
@@ -148,18 +149,9 @@ static int run_order(const char *order)
         }
         if (pid == 0)
             child();
-        int status;
-        for (;;) {
-            if (waitpid(pid, &status, WNOHANG) == pid)
-                break;
-            if (now() - t0 > DEADLINE_S + 5) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
-                hung++;
-                break;
-            }
-            usleep(200);
-        }
+        bool stuck = false;
+        int status = hang_reap(pid, DEADLINE_S + 5, "jemalloc_fork: child", &stuck);
+        hung += stuck;
         total += now() - t0;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             failed++;

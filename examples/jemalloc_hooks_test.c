@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hang_report.h"
 #include "jemalloc_hooks.h"
 #include "mmapper.h"
 #include "procmaps.h"
@@ -86,9 +87,9 @@ static void fork_while_busy(extent_hooks_t *e)
             memset(p, 1, chunk + 4096);
             _exit(e->dalloc(e, p, chunk + 4096, true, 0) ? 3 : 0);
         }
-        int status;
-        waitpid(pid, &status, 0);
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        bool h = false;
+        int status = hang_reap(pid, 15, "jemalloc_hooks_test: child", &h);
+        if (h || (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM))
             hung++;
         else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             failed++;

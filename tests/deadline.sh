@@ -31,6 +31,11 @@ deadline=$(( ${!own:-${MMAPPER_TEST_DEADLINE:-20}} * ${MMAPPER_DEADLINE_SCALE:-1
 marker="${top_builddir:-.}/tests/.deadline-hit"
 fast=$(( 5 * ${MMAPPER_DEADLINE_SCALE:-1} ))
 
+# A test that reaps children of its own reports a child that hangs with
+# the same backtraces (tests/support/hang_report.c).
+dumper="$(cd "$(dirname "$0")" && pwd)/dump-stacks.sh"
+export MMAPPER_STACK_DUMPER="$dumper"
+
 # A background job of a non-interactive shell is not a process-group leader,
 # so setsid(1) does not fork: $! is the test itself and leads its own group.
 setsid "$@" &
@@ -61,19 +66,7 @@ mkdir -p "${marker%/*}" 2>/dev/null && : > "$marker"
 echo "DEADLINE: $name still running after $deadline s: it hangs; backtraces follow"
 pids=$(ps -o pid= --sid "$pid" 2>/dev/null)
 kill -STOP -- "-$pid" 2>/dev/null   # freeze the group: one consistent picture
-for p in $pids; do
-    echo "---- process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"
-    if command -v gdb >/dev/null 2>&1; then
-        timeout 30 gdb -batch -nx -p "$p" -ex "set pagination off" \
-            -ex "thread apply all bt 30" 2>&1 |
-            grep -Ev '^(\[New LWP|\[Thread debugging|Using host libthread_db|warning: )'
-    else
-        for t in /proc/"$p"/task/*; do
-            echo "thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)): syscall $(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
-            cat "$t/stack" 2>/dev/null | sed 's/^/    /'
-        done
-    fi
-done
+sh "$dumper" $pids
 kill -KILL -- "-$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 echo "DEADLINE: $name killed after $deadline s"
