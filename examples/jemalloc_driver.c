@@ -41,6 +41,7 @@ static struct {
     uint64_t seed;
     size_t max_size;
     unsigned zero_pct;   /* share of mallocx calls with MALLOCX_ZERO */
+    unsigned chunk_log;  /* 0: mmapper's default */
 } opt = {
 #ifdef SANITIZED   /* seconds, not minutes; timings mean little there */
     .ops = 1000, .rounds = 0,
@@ -321,7 +322,8 @@ static int parse(int argc, char **argv)
         { "threads", required_argument, NULL, 't' }, { "ops", required_argument, NULL, 'o' },
         { "seed", required_argument, NULL, 's' },    { "live", required_argument, NULL, 'l' },
         { "rounds", required_argument, NULL, 'r' },  { "max-size", required_argument, NULL, 'm' },
-        { "zero-percent", required_argument, NULL, 'z' }, { NULL, 0, NULL, 0 },
+        { "zero-percent", required_argument, NULL, 'z' },
+        { "chunk-log", required_argument, NULL, 'c' }, { NULL, 0, NULL, 0 },
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -334,6 +336,7 @@ static int parse(int argc, char **argv)
         case 'r': opt.rounds = (unsigned)v; break;
         case 'm': opt.max_size = (size_t)v; break;
         case 'z': opt.zero_pct = (unsigned)v; break;
+        case 'c': opt.chunk_log = (unsigned)v; break;
         default: return -1;
         }
     }
@@ -345,13 +348,13 @@ int main(int argc, char **argv)
 {
     if (parse(argc, argv) != 0) {
         fprintf(stderr, "usage: %s [--threads N] [--ops N] [--seed N] [--live N] [--rounds N] "
-                        "[--max-size BYTES] [--zero-percent N]\n",
+                        "[--max-size BYTES] [--zero-percent N] [--chunk-log N]\n",
                 argv[0]);
         return 1;
     }
     mmapper_t *m;
     struct mmapper_extent_hooks *h;
-    int err = mmapper_create(NULL, &m);
+    int err = mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = opt.chunk_log }, &m);
     if (err || (err = mmapper_extent_hooks_create(m, &h)) != 0) {
         fprintf(stderr, "FAIL: setup: %s\n", mmapper_strerror(err));
         return 1;

@@ -329,7 +329,9 @@ struct mmapper_stats {
     uint64_t metadata_bytes;
 };
 
-/** Fill *out with a snapshot (each field read atomically; not one instant). * Thread-safe; not async-signal-safe.
+/** Fill *out with a snapshot (each field read atomically; not one instant).
+ * Lock-free: thread-safe and async-signal-safe (a signal handler may report
+ * statistics).
  */
 MMAPPER_API void mmapper_get_stats(const mmapper_t *m, struct mmapper_stats *out);
 

@@ -20,6 +20,9 @@ set -u
 
 [ $# -ge 1 ] || { echo "usage: $0 PROGRAM [ARGS...]" >&2; exit 99; }
 name=${1##*/}
+case "$name" in   # a script run by its shell (SH_LOG_COMPILER): named by the script
+    sh|bash|dash) [ $# -ge 2 ] && name=${2##*/} ;;
+esac
 # A test that needs longer says so in MMAPPER_DEADLINE_<name> (Makefile.am).
 own="MMAPPER_DEADLINE_${name//[^A-Za-z0-9_]/_}"
 deadline=$(( ${!own:-${MMAPPER_TEST_DEADLINE:-20}} * ${MMAPPER_DEADLINE_SCALE:-1} ))

@@ -96,8 +96,12 @@ struct mmapper_extent_hooks {
      */
     pthread_mutex_t lock;
     struct tail_set *tails;
+    bool retain;            /* dalloc always opts out (mmapper_extent_hooks_retain) */
     struct mmapper_extent_hooks *next_hooks;   /* every instance, for fork */
-    /* Statistics only: relaxed. */
+    /* Statistics only: relaxed.  The tails' count and capacity are copied
+     * here under the lock, so that reading statistics takes no lock (and is
+     * async-signal-safe). */
+    _Atomic uint64_t tail_count, tail_capacity;
     _Atomic uint64_t allocs, alloc_failures, commits, commit_failures, decommits,
         decommits_with_chunks, purges, dallocs, dallocs_refused, destroys, unmap_failures,
         foreign;
@@ -123,6 +127,13 @@ static uintptr_t chunk_up(const struct mmapper_extent_hooks *h, uintptr_t a)
 static size_t tail_bytes(size_t capacity)
 {
     return sizeof(struct tail_set) + capacity * sizeof(uintptr_t);
+}
+
+static void tail_publish(struct mmapper_extent_hooks *h)
+{
+    struct tail_set *t = h->tails;
+    atomic_store_explicit(&h->tail_count, t ? t->count : 0, memory_order_relaxed);
+    atomic_store_explicit(&h->tail_capacity, t ? t->capacity : 0, memory_order_relaxed);
 }
 
 static struct tail_set *tail_set_new(size_t capacity)
@@ -163,6 +174,7 @@ static bool tail_resize(struct mmapper_extent_hooks *h, size_t capacity)
         }
     atomic_signal_fence(memory_order_seq_cst);
     h->tails = t;
+    tail_publish(h);
     if (old)
         munmap(old, tail_bytes(old->capacity));
     return true;
@@ -184,6 +196,7 @@ static bool tail_add(struct mmapper_extent_hooks *h, uintptr_t end)
         t->used++;
         t->count++;
         *slot = end;
+        tail_publish(h);
     }
     return true;
 }
@@ -208,6 +221,7 @@ static void tail_remove(struct mmapper_extent_hooks *h, uintptr_t end)
         return;
     *slot = TAIL_GONE;
     t->count--;
+    tail_publish(h);
     /* Give memory back once the set is mostly empty. */
     if (t->capacity > TAILS_MIN && 8 * t->count < t->capacity)
         tail_resize(h, t->capacity / 2);
@@ -396,7 +410,7 @@ static bool hook_dalloc(extent_hooks_t *e, void *addr, size_t size, bool committ
         count(&h->foreign);
         return true;   /* jemalloc retains its own extent, as by default */
     }
-    if (!whole_chunks(h, lo, lo + size, true, &end)) {
+    if (h->retain || !whole_chunks(h, lo, lo + size, true, &end)) {
         count(&h->dallocs_refused);
         return true;
     }
@@ -463,6 +477,7 @@ static void child_after_fork(void)
             t->used += t->slot[i] != TAIL_EMPTY;
             t->count += t->slot[i] > TAIL_GONE;
         }
+        tail_publish(h);
     }
 }
 
@@ -508,16 +523,14 @@ int mmapper_extent_hooks_create(mmapper_t *m, struct mmapper_extent_hooks **out)
     return 0;
 }
 
+void mmapper_extent_hooks_retain(struct mmapper_extent_hooks *h)
+{
+    h->retain = true;
+}
+
 extent_hooks_t *mmapper_extent_hooks_table(struct mmapper_extent_hooks *h)
 {
     return &h->table;
-}
-
-int mmapper_extent_hooks_arena_create(struct mmapper_extent_hooks *h, unsigned *arena_ind)
-{
-    extent_hooks_t *table = &h->table;
-    size_t sz = sizeof(*arena_ind);
-    return mallctl("arenas.create", arena_ind, &sz, &table, sizeof(table));
 }
 
 void mmapper_extent_hooks_get_stats(struct mmapper_extent_hooks *h,
@@ -529,10 +542,8 @@ void mmapper_extent_hooks_get_stats(struct mmapper_extent_hooks *h,
         GET(decommits), GET(decommits_with_chunks), GET(purges), GET(dallocs),
         GET(dallocs_refused), GET(destroys), GET(unmap_failures), GET(foreign),
     };
-    pthread_mutex_lock(&h->lock);
-    out->tails = h->tails ? h->tails->count : 0;
-    out->tail_capacity = h->tails ? h->tails->capacity : 0;
-    pthread_mutex_unlock(&h->lock);
+    out->tails = atomic_load_explicit(&h->tail_count, memory_order_relaxed);
+    out->tail_capacity = atomic_load_explicit(&h->tail_capacity, memory_order_relaxed);
 #undef GET
 }
 
