@@ -42,6 +42,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "jemalloc_hooks.h"
@@ -100,15 +102,49 @@ static void put_int(struct line *l, int v)
     }
 }
 
-static void emit(struct line *l)
+/* Many programs close stderr on their way out (GNU tools, through gnulib's
+ * close_stdout, before destructors run); the exit line goes to a copy made
+ * at start-up, if it is still the same file. */
+static int exit_fd = -1;
+static dev_t exit_dev;
+static ino_t exit_ino;
+
+static void keep_stderr(void)
+{
+    struct stat st;
+    exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+    if (exit_fd >= 0 && fstat(exit_fd, &st) == 0) {
+        exit_dev = st.st_dev;
+        exit_ino = st.st_ino;
+    } else if (exit_fd >= 0) {
+        close(exit_fd);
+        exit_fd = -1;
+    }
+}
+
+static int exit_stream(void)
+{
+    struct stat st;
+    if (exit_fd >= 0 && fstat(exit_fd, &st) == 0 && st.st_dev == exit_dev &&
+        st.st_ino == exit_ino)
+        return exit_fd;
+    return STDERR_FILENO;
+}
+
+static void emit_to(int fd, struct line *l)
 {
     l->buf[l->len++] = '\n';
     for (size_t off = 0; off < l->len;) {
-        ssize_t n = write(STDERR_FILENO, l->buf + off, l->len - off);
+        ssize_t n = write(fd, l->buf + off, l->len - off);
         if (n <= 0 && errno != EINTR)
             return;
         off += n > 0 ? (size_t)n : 0;
     }
+}
+
+static void emit(struct line *l)
+{
+    emit_to(STDERR_FILENO, l);
 }
 
 /* "mmapper: <what>; running on plain jemalloc" */
@@ -308,7 +344,7 @@ static int hook_all_arenas(unsigned *failed_arena)
 
 /* ---- the stats line ------------------------------------------------------------------ */
 
-static void print_stats(void)
+static void print_stats(int fd)
 {
     struct mmapper_stats s;
     mmapper_get_stats(mapper, &s);
@@ -346,13 +382,13 @@ static void print_stats(void)
     KEY("hook_foreign", h.foreign);
     KEY("pid", (uint64_t)getpid());
 #undef KEY
-    emit(&l);
+    emit_to(fd, &l);
 }
 
 __attribute__((destructor)) static void mmapper_jemalloc_fini(void)
 {
     if (stats_at_exit && mapper && getpid() == loaded_in)
-        print_stats();
+        print_stats(exit_stream());
 }
 
 /* Everything print_stats calls is lock-free (the statistics are atomic
@@ -361,7 +397,7 @@ static void stats_on_signal(int sig)
 {
     (void)sig;
     int saved = errno;
-    print_stats();
+    print_stats(STDERR_FILENO);
     errno = saved;
 }
 
@@ -427,6 +463,8 @@ __attribute__((constructor)) static void mmapper_jemalloc_init(void)
     mapper = m;
     loaded_in = getpid();
     stats_at_exit = stats && strcmp(stats, "0") != 0 && *stats;
+    if (stats_at_exit)
+        keep_stderr();
     install_stats_signal();
     unsigned failed;
     if ((err = hook_all_arenas(&failed)) != 0) {
