@@ -100,6 +100,75 @@ MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr)
     return (mmapper_state_t)(state_at(m, addr) & CHUNK_STATE_MASK);
 }
 
+/* ---- batched lookups --------------------------------------------------- */
+
+/* A batch re-enters its read-side section every MANY_SECTION addresses, so
+ * that a scan of millions of words never holds the reclaimer back for long. */
+#define MANY_SECTION 4096
+/* Prefetch distances, in addresses: a slot MANY_SLOT_AHEAD lookups early,
+ * and the state byte its slab pointer leads to MANY_STATE_AHEAD early, so
+ * that the two dependent misses of consecutive lookups overlap. */
+#define MANY_SLOT_AHEAD 8
+#define MANY_STATE_AHEAD 4
+
+static size_t many_in_section(const mmapper_t *m, const void *const addrs[], size_t n,
+                              bool mapped[])
+{
+    const struct slab_array *a = slab_table_array(&m->table);
+    const unsigned shift = m->chunk_shift;
+    uintptr_t last_key = UINTPTR_MAX;
+    const struct slab *last = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + MANY_SLOT_AHEAD < n) {
+            uintptr_t k = (uintptr_t)addrs[i + MANY_SLOT_AHEAD] >> shift >> SLAB_LOG_CHUNKS;
+            __builtin_prefetch(&a->slots[slab_hash(a, k)]);
+        }
+        if (i + MANY_STATE_AHEAD < n) {
+            /* A guess (the first slot probed, maybe another key's slab):
+             * a prefetch never faults, and the slab cannot be freed before
+             * the section ends. */
+            uintptr_t c = (uintptr_t)addrs[i + MANY_STATE_AHEAD] >> shift;
+            const struct slab *g = atomic_load_explicit(
+                (_Atomic(struct slab *) *)&a->slots[slab_hash(a, c >> SLAB_LOG_CHUNKS)],
+                memory_order_relaxed);
+            if (g)
+                __builtin_prefetch(&g->state[c & CHUNK_INDEX_MASK]);
+        }
+        uintptr_t chunk = (uintptr_t)addrs[i] >> shift, key = chunk >> SLAB_LOG_CHUNKS;
+        if (key != last_key) {   /* neighbouring addresses share a slab */
+            last = slab_array_lookup(a, key);
+            last_key = key;
+        }
+        /* Acquire: as in state_in_section. */
+        bool yes = last && atomic_load_explicit(&last->state[chunk & CHUNK_INDEX_MASK],
+                                                memory_order_acquire) == MMAPPER_MAPPED;
+        count += yes;
+        if (mapped)
+            mapped[i] = yes;
+    }
+    return count;
+}
+
+MMAPPER_API size_t mmapper_is_mapped_many(const mmapper_t *m, const void *const addrs[],
+                                          size_t n, bool mapped[])
+{
+    if (!m || !addrs) {
+        if (mapped)
+            memset(mapped, 0, n * sizeof(*mapped));
+        return 0;
+    }
+    size_t count = 0;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < MANY_SECTION ? n - done : MANY_SECTION;
+        bool fork_reader = rcu_read_enter();
+        count += many_in_section(m, addrs + done, k, mapped ? mapped + done : NULL);
+        rcu_read_exit(fork_reader);
+        done += k;
+    }
+    return count;
+}
+
 /*
  * The fast path of every transition: a range within one chunk that is
  * already where op wants it.  One lookup, no lock, no store; inlined into

@@ -112,15 +112,27 @@ static inline uintptr_t slab_hash(const struct slab_array *a, uintptr_t key)
  * Acquire on both loads pairs with the release stores that publish an array
  * and a slab, so their contents are initialised when seen.
  */
-static inline struct slab *slab_table_lookup(const struct slab_table *t, uintptr_t key)
+static inline struct slab *slab_array_lookup(const struct slab_array *a, uintptr_t key)
 {
-    const struct slab_array *a = rcu_fetch((_Atomic(struct slab_array *) *)&t->current);
     for (uintptr_t i = slab_hash(a, key);; i = (i + 1) & a->mask) {
         struct slab *s = atomic_load_explicit((_Atomic(struct slab *) *)&a->slots[i],
                                               memory_order_acquire);
         if (!s || s->key == key)
             return s;
     }
+}
+
+/* The published array: valid until the end of the read-side section (an
+ * array replaced meanwhile is freed only after a grace period, and still
+ * holds every slab that existed when it was replaced). */
+static inline const struct slab_array *slab_table_array(const struct slab_table *t)
+{
+    return rcu_fetch((_Atomic(struct slab_array *) *)&t->current);
+}
+
+static inline struct slab *slab_table_lookup(const struct slab_table *t, uintptr_t key)
+{
+    return slab_array_lookup(slab_table_array(t), key);
 }
 
 int slab_table_init(struct slab_table *t, struct mm_counters *counters);

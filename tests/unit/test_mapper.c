@@ -372,3 +372,68 @@ Test(stats, gauges_and_counters_follow_transitions)
     cr_assert_eq(s.slabs, 0);
     unit_teardown(&u);
 }
+
+/* ---- mmapper_is_mapped_many -------------------------------------------- */
+
+Test(many, agrees_with_single_lookups)
+{
+    struct unit u;
+    unit_setup(&u, 16);
+    /* Chunks in every state, over several slabs, with holes. */
+    size_t chunks = 4 * SLAB_CHUNKS;
+    char *base = unit_free_range(chunks * u.chunk, u.chunk);
+    cr_assert_eq(mmapper_quarantine(u.m, base, chunks * u.chunk, NULL), 0);
+    for (size_t c = 0; c < chunks; c += 3)
+        cr_assert_eq(mmapper_ensure_mapped(u.m, base + c * u.chunk, u.chunk, NULL), 0);
+    for (size_t c = 0; c < chunks; c += 9)
+        cr_assert_eq(mmapper_protect(u.m, base + c * u.chunk, u.chunk), 0);
+    cr_assert_eq(mmapper_unmap(u.m, base + SLAB_CHUNKS * u.chunk, SLAB_CHUNKS * u.chunk), 0);
+    /* More addresses than one read-side section takes (4096), in an order
+     * that mixes slabs, plus addresses no slab covers. */
+    enum { N = 10007 };
+    static const void *addrs[N];
+    static bool mapped[N];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        addrs[i] = i % 97 == 0   ? (const void *)(uintptr_t)(x % 4096)
+                   : i % 89 == 0 ? (const void *)(uintptr_t)(UINTPTR_MAX - x % 65536)
+                                 : base + x % ((chunks + 8) * u.chunk);
+    }
+    size_t expect = 0;
+    for (size_t i = 0; i < N; i++)
+        expect += mmapper_is_mapped(u.m, addrs[i]);
+    cr_assert_gt(expect, N / 10);   /* about 2/9 of 3/4 of the region */
+    cr_assert_lt(expect, N / 3);
+    memset(mapped, 0xff, sizeof(mapped));
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
+    for (size_t i = 0; i < N; i++)
+        cr_assert_eq(mapped[i], mmapper_is_mapped(u.m, addrs[i]), "address %zu: %p", i, addrs[i]);
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, NULL), expect);
+    /* No system call, and the slabs are where they were. */
+    uint64_t calls = test_os_total_calls(&u.tos);
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
+    cr_assert_eq(test_os_total_calls(&u.tos), calls);
+    unit_teardown(&u);
+}
+
+Test(many, bad_arguments)
+{
+    struct unit u;
+    unit_setup(&u, 0);
+    char *a = unit_free_range(u.chunk, u.chunk);
+    cr_assert_eq(mmapper_ensure_mapped(u.m, a, u.chunk, NULL), 0);
+    const void *addrs[3] = { a, a + 1, NULL };
+    bool mapped[3] = { true, true, true };
+    cr_assert_eq(mmapper_is_mapped_many(NULL, addrs, 3, mapped), 0);
+    cr_assert(!mapped[0] && !mapped[1] && !mapped[2]);
+    memset(mapped, 1, sizeof(mapped));
+    cr_assert_eq(mmapper_is_mapped_many(u.m, NULL, 3, mapped), 0);
+    cr_assert(!mapped[0] && !mapped[1] && !mapped[2]);
+    memset(mapped, 1, sizeof(mapped));
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, 0, mapped), 0);
+    cr_assert(mapped[0] && mapped[1] && mapped[2]);   /* untouched */
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, 3, mapped), 2);
+    cr_assert(mapped[0] && mapped[1] && !mapped[2]);
+    unit_teardown(&u);
+}
