@@ -48,6 +48,9 @@ struct impl {
      * as any client does), never through this table. */
     uint64_t (*count_mapped)(void *self, const uintptr_t *addrs, size_t n);
     int (*ensure_each)(void *self, const uintptr_t *addrs, size_t n, size_t bytes);
+    /* One batch of lookups (a conservative scan's words): mmapper's
+     * mmapper_is_mapped_many, the baselines' own lookup in a loop. */
+    uint64_t (*count_batch)(void *self, const void *const *words, size_t n);
 };
 
 extern const struct impl impl_mmapper;

@@ -101,6 +101,14 @@ static BENCH_NOINLINE bool limit_is_mapped(void *self, const void *addr)
     return slot && atomic_load_explicit(slot, memory_order_acquire) == ST_MAPPED;
 }
 
+static uint64_t limit_count_batch(void *self, const void *const *words, size_t n)
+{
+    uint64_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += limit_is_mapped(self, words[i]);
+    return hits;
+}
+
 static uint64_t limit_count_mapped(void *self, const uintptr_t *addrs, size_t n)
 {
     uint64_t hits = 0;
@@ -128,6 +136,7 @@ const struct impl impl_limit = {
     .is_mapped = limit_is_mapped,
     .syscalls = limit_syscalls,
     .count_mapped = limit_count_mapped,
+    .count_batch = limit_count_batch,
     .ensure_each = limit_ensure_each,
 };
 

@@ -91,6 +91,14 @@ static BENCH_NOINLINE bool gm_is_mapped(void *self, const void *addr)
     return mapped;
 }
 
+static uint64_t gm_count_batch(void *self, const void *const *words, size_t n)
+{
+    uint64_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += gm_is_mapped(self, words[i]);
+    return hits;
+}
+
 static uint64_t gm_count_mapped(void *self, const uintptr_t *addrs, size_t n)
 {
     uint64_t hits = 0;
@@ -118,6 +126,7 @@ const struct impl impl_global_mutex = {
     .is_mapped = gm_is_mapped,
     .syscalls = locked_syscalls,
     .count_mapped = gm_count_mapped,
+    .count_batch = gm_count_batch,
     .ensure_each = gm_ensure_each,
 };
 
@@ -178,6 +187,14 @@ static BENCH_NOINLINE bool rw_is_mapped(void *self, const void *addr)
     return mapped;
 }
 
+static uint64_t rw_count_batch(void *self, const void *const *words, size_t n)
+{
+    uint64_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += rw_is_mapped(self, words[i]);
+    return hits;
+}
+
 static uint64_t rw_count_mapped(void *self, const uintptr_t *addrs, size_t n)
 {
     uint64_t hits = 0;
@@ -205,5 +222,6 @@ const struct impl impl_rwlock = {
     .is_mapped = rw_is_mapped,
     .syscalls = locked_syscalls,
     .count_mapped = rw_count_mapped,
+    .count_batch = rw_count_batch,
     .ensure_each = rw_ensure_each,
 };

@@ -84,6 +84,11 @@ static uint64_t mm_count_mapped(void *self, const uintptr_t *addrs, size_t n)
     return hits;
 }
 
+static uint64_t mm_count_batch(void *self, const void *const *words, size_t n)
+{
+    return mmapper_is_mapped_many(((struct mm_impl *)self)->m, words, n, NULL);
+}
+
 static int mm_ensure_each(void *self, const uintptr_t *addrs, size_t n, size_t bytes)
 {
     mmapper_t *m = ((struct mm_impl *)self)->m;
@@ -105,6 +110,7 @@ const struct impl impl_mmapper = {
     .is_mapped = mm_is_mapped,
     .syscalls = mm_syscalls,
     .count_mapped = mm_count_mapped,
+    .count_batch = mm_count_batch,
     .ensure_each = mm_ensure_each,
 };
 

@@ -149,6 +149,14 @@ static BENCH_NOINLINE bool pa_is_mapped(void *self, const void *addr)
                                      memory_order_relaxed) == ST_MAPPED;
 }
 
+static uint64_t pa_count_batch(void *self, const void *const *words, size_t n)
+{
+    uint64_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += pa_is_mapped(self, words[i]);
+    return hits;
+}
+
 static uint64_t pa_count_mapped(void *self, const uintptr_t *addrs, size_t n)
 {
     uint64_t hits = 0;
@@ -176,5 +184,6 @@ const struct impl impl_prior_art = {
     .is_mapped = pa_is_mapped,
     .syscalls = pa_syscalls,
     .count_mapped = pa_count_mapped,
+    .count_batch = pa_count_batch,
     .ensure_each = pa_ensure_each,
 };

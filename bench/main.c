@@ -43,6 +43,8 @@ int main(int argc, char **argv)
         scenario_fast_path(&b);
     if (options_wants(&o, "is-mapped"))
         scenario_is_mapped(&b);
+    if (options_wants(&o, "conservative-scan"))
+        scenario_scan(&b);
     if (options_wants(&o, "alloc-mix"))
         scenario_alloc_mix(&b);
     if (options_wants(&o, "churn"))

@@ -13,11 +13,11 @@ static const char usage[] =
     "usage: mmbench [--full] [--threads 1,2,4,16,64] [--seconds S | --iters N]\n"
     "               [--reps N] [--rounds N] [--log-chunk 12..22] [--seed S]\n"
     "               [--csv FILE] [--scenario NAME[,NAME]]\n"
-    "scenarios: race-same fresh-disjoint mapped-fast-path is-mapped alloc-mix churn\n"
+    "scenarios: race-same fresh-disjoint mapped-fast-path is-mapped conservative-scan alloc-mix churn\n"
     "The quick profile (default) takes about a minute; --full takes several.\n";
 
 static const char *const scenario_names[] = {
-    "race-same", "fresh-disjoint", "mapped-fast-path", "is-mapped", "alloc-mix", "churn",
+    "race-same", "fresh-disjoint", "mapped-fast-path", "is-mapped", "conservative-scan", "alloc-mix", "churn",
 };
 
 static void bad(const char *fmt, const char *arg)

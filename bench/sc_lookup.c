@@ -7,6 +7,12 @@
  *                    (reserved PROT_NONE, then ensure_mapped; never touched);
  *  is-mapped         lookups at random addresses of a region spread over
  *                    many slabs (hits) and of unmapped space (misses).
+ *  conservative-scan batched lookups (count_batch: mmapper_is_mapped_many,
+ *                    the baselines' lookup in a loop), 64 addresses a batch:
+ *                    the is-mapped hits, and a conservative scan of 1 MiB of
+ *                    words of which 10 % point into Mapped chunks (the rest:
+ *                    small integers, random 64-bit junk, and addresses of
+ *                    unmapped space, as a stack or a heap holds).
  *
  * Implementations run one after the other (the region is set up once per
  * implementation); each (implementation, threads) is a warm-up plus
@@ -15,6 +21,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "scenario.h"
@@ -25,7 +32,12 @@
 struct lookup {
     uintptr_t **addrs;
     size_t bytes;        /* fast path: the range size */
+    const void ***words; /* batched variants: per thread */
+    size_t nwords;
 };
+
+#define BATCH 64
+#define SCAN_WORDS ((size_t)1 << 17)   /* 1 MiB of 8-byte words */
 
 static uint64_t fast_path_work(void *arg, int id, const struct team *t)
 {
@@ -50,6 +62,24 @@ static uint64_t is_mapped_work(void *arg, int id, const struct team *t)
     while (team_more(t, done)) {
         hits += m->impl->count_mapped(m->self, d->addrs[id], ADDRS_PER_THREAD);
         done += ADDRS_PER_THREAD;
+    }
+    sink(hits);
+    return done;
+}
+
+static uint64_t batch_work(void *arg, int id, const struct team *t)
+{
+    struct measure *m = arg;
+    const struct lookup *d = m->data;
+    const void *const *w = d->words[id];
+    uint64_t done = 0, hits = 0;
+    size_t at = 0;
+    while (team_more(t, done)) {
+        for (int k = 0; k < 64; k++) {
+            hits += m->impl->count_batch(m->self, w + at, BATCH);
+            at = at + 2 * BATCH <= d->nwords ? at + BATCH : 0;
+        }
+        done += 64 * BATCH;
     }
     sink(hits);
     return done;
@@ -119,9 +149,9 @@ void scenario_fast_path(struct bench *b)
              "ensure_mapped(one chunk) already Mapped, random chunks of %zu GiB mapped",
              (LAYOUT_CONTIG_CHUNKS * o->chunk) >> 30);
     struct variant v[] = {
-        { { "fast-path-page", title_page, "sys/op", NULL }, { page_addrs, o->page },
+        { { "fast-path-page", title_page, "sys/op", NULL }, { .addrs = page_addrs, .bytes = o->page },
           fast_path_work },
-        { { "fast-path-chunk", title_chunk, "sys/op", NULL }, { chunk_addrs, o->chunk },
+        { { "fast-path-chunk", title_chunk, "sys/op", NULL }, { .addrs = chunk_addrs, .bytes = o->chunk },
           fast_path_work },
     };
     run_variants(b, "mapped-fast-path", v, 2, layout_contig_map);
@@ -167,10 +197,82 @@ void scenario_is_mapped(struct bench *b)
     snprintf(title_miss, sizeof(title_miss),
              "is_mapped misses, holes of those slabs and unmapped space beyond");
     struct variant v[] = {
-        { { "is-mapped-hit", title_hit, "sys/op", NULL }, { hit_addrs, 0 }, is_mapped_work },
-        { { "is-mapped-miss", title_miss, "sys/op", NULL }, { miss_addrs, 0 }, is_mapped_work },
+        { { "is-mapped-hit", title_hit, "sys/op", NULL }, { .addrs = hit_addrs }, is_mapped_work },
+        { { "is-mapped-miss", title_miss, "sys/op", NULL }, { .addrs = miss_addrs }, is_mapped_work },
     };
     run_variants(b, "is-mapped", v, 2, layout_sparse_map);
     addr_arrays_free(hit_addrs, nt);
     addr_arrays_free(miss_addrs, nt);
+}
+
+static const void ***word_arrays_new(int threads, size_t n)
+{
+    const void ***w = calloc((size_t)threads, sizeof(*w));
+    if (!w)
+        die("out of memory");
+    for (int i = 0; i < threads; i++)
+        if ((w[i] = aligned_alloc(64, n * sizeof(**w))) == NULL)
+            die("out of memory");
+    return w;
+}
+
+static void word_arrays_free(const void ***w, int threads)
+{
+    for (int i = 0; i < threads; i++)
+        free((void *)w[i]);
+    free(w);
+}
+
+void scenario_scan(struct bench *b)
+{
+    const struct options *o = b->o;
+    int nt = max_threads(o);
+    const void ***hits = word_arrays_new(nt, ADDRS_PER_THREAD);
+    const void ***scan = word_arrays_new(nt, SCAN_WORDS);
+    for (int id = 0; id < nt; id++) {
+        struct rng r;
+        rng_seed(&r, o->seed, 4000 + (uint64_t)id);   /* the is-mapped hits */
+        for (size_t i = 0; i < ADDRS_PER_THREAD; i++) {
+            uintptr_t span = rng_below(&r, LAYOUT_SPARSE_SPANS);
+            uintptr_t c = layout_sparse_first(span) + rng_below(&r, LAYOUT_SPARSE_RUN);
+            hits[id][i] = (const char *)chunk_at(b, c) + rng_below(&r, o->chunk);
+            do
+                c = rng_below(&r, 2 * LAYOUT_SPARSE_SPANS * SPAN_CHUNKS);
+            while (sparse_mapped(c));
+        }
+        rng_seed(&r, o->seed, 5000 + (uint64_t)id);
+        for (size_t i = 0; i < SCAN_WORDS; i++) {
+            uint64_t kind = rng_below(&r, 100);
+            uintptr_t c;
+            if (kind < 10) {          /* a pointer into a Mapped chunk */
+                c = layout_sparse_first(rng_below(&r, LAYOUT_SPARSE_SPANS)) +
+                    rng_below(&r, LAYOUT_SPARSE_RUN);
+                scan[id][i] = (const char *)chunk_at(b, c) + rng_below(&r, o->chunk);
+            } else if (kind < 40) {   /* a small integer */
+                scan[id][i] = (const void *)(uintptr_t)rng_below(&r, 1 << 16);
+            } else if (kind < 70) {   /* junk */
+                scan[id][i] = (const void *)(uintptr_t)rng_next(&r);
+            } else {                  /* unmapped space near the heap */
+                do
+                    c = rng_below(&r, 2 * LAYOUT_SPARSE_SPANS * SPAN_CHUNKS);
+                while (sparse_mapped(c));
+                scan[id][i] = (const char *)chunk_at(b, c) + rng_below(&r, o->chunk);
+            }
+        }
+    }
+    static char title_many[160], title_scan[160];
+    snprintf(title_many, sizeof(title_many),
+             "is_mapped_many hits, batches of %d, the addresses of is-mapped-hit", BATCH);
+    snprintf(title_scan, sizeof(title_scan),
+             "conservative scan: 1 MiB of words, 10%% into Mapped chunks, batches of %d (ns per word)",
+             BATCH);
+    struct variant v[] = {
+        { { "is-mapped-many-hit", title_many, "sys/op", NULL },
+          { .words = hits, .nwords = ADDRS_PER_THREAD }, batch_work },
+        { { "conservative-scan", title_scan, "sys/op", NULL },
+          { .words = scan, .nwords = SCAN_WORDS }, batch_work },
+    };
+    run_variants(b, "conservative-scan", v, 2, layout_sparse_map);
+    word_arrays_free(hits, nt);
+    word_arrays_free(scan, nt);
 }

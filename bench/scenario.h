@@ -88,6 +88,7 @@ void scenario_race_same(struct bench *b);
 void scenario_fresh_disjoint(struct bench *b);
 void scenario_fast_path(struct bench *b);
 void scenario_is_mapped(struct bench *b);
+void scenario_scan(struct bench *b);
 void scenario_alloc_mix(struct bench *b);
 void scenario_churn(struct bench *b);
 void metadata_probe(struct bench *b);

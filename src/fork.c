@@ -301,7 +301,7 @@ static void rebuild_table(struct slab_table *t)
     if (slab_table_init(&fresh, t->counters) != 0)
         return;   /* no memory: keep the old one, re-initialised */
     for (uintptr_t i = 0; i <= old->mask; i++) {
-        struct slab *s = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&old->slots[i].slab, memory_order_relaxed);
         if (!s || s == &slab_tombstone || s->dead || s->live == 0)
             continue;
         struct slab *copy;
@@ -329,12 +329,12 @@ static void repair_table(struct slab_table *t)
     /* States first: a run in flight, wherever its slabs are. */
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     for (uintptr_t i = 0; i <= a->mask; i++) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&a->slots[i].slab, memory_order_relaxed);
         if (s && s != &slab_tombstone)
             settle_intent(m, t, s);
     }
     for (uintptr_t i = 0; i <= a->mask; i++) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&a->slots[i].slab, memory_order_relaxed);
         if (s && s != &slab_tombstone)
             reset_slab(s);
     }
@@ -351,7 +351,7 @@ static void repair_table(struct slab_table *t)
     uint64_t count[4] = { 0 }, live = 0, used = 0;
     a = atomic_load_explicit(&t->current, memory_order_relaxed);
     for (uintptr_t i = 0; i <= a->mask; i++) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&a->slots[i].slab, memory_order_relaxed);
         used += s != NULL;
         if (!s || s == &slab_tombstone)
             continue;

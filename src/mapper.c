@@ -105,44 +105,65 @@ MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr)
 /* A batch re-enters its read-side section every MANY_SECTION addresses, so
  * that a scan of millions of words never holds the reclaimer back for long. */
 #define MANY_SECTION 4096
-/* Prefetch distances, in addresses: a slot MANY_SLOT_AHEAD lookups early,
- * and the state byte its slab pointer leads to MANY_STATE_AHEAD early, so
- * that the two dependent misses of consecutive lookups overlap. */
-#define MANY_SLOT_AHEAD 8
-#define MANY_STATE_AHEAD 4
+/* Addresses are looked up MANY_AHEAD behind the one whose slot is being
+ * prefetched: consecutive lookups' cache misses overlap instead of queueing
+ * one behind the other.  A power of two (a ring of pending slots). */
+#define MANY_AHEAD 8
 
-static size_t many_in_section(const mmapper_t *m, const void *const addrs[], size_t n,
-                              bool mapped[])
+struct pending {
+    uintptr_t chunk;      /* UINTPTR_MAX: outside the address space, false */
+    uintptr_t slot;       /* first slot of its probe */
+};
+
+static inline void many_prepare(const struct slab_array *a, unsigned shift, const void *addr,
+                                struct pending *p)
+{
+    uintptr_t x = (uintptr_t)addr;
+    if (x >= MMAPPER_ADDRESS_LIMIT) {   /* junk words of a scan: no probe */
+        p->chunk = UINTPTR_MAX;
+        return;
+    }
+    p->chunk = x >> shift;
+    p->slot = slab_hash(a, p->chunk >> SLAB_LOG_CHUNKS);
+    __builtin_prefetch(&a->slots[p->slot]);
+}
+
+/* Inlined twice, with mapped NULL and not: the count-only loop stores
+ * nothing per address. */
+static inline __attribute__((always_inline)) size_t
+many_in_section(const mmapper_t *m, const void *const addrs[], size_t n, bool mapped[])
 {
     const struct slab_array *a = slab_table_array(&m->table);
     const unsigned shift = m->chunk_shift;
+    struct pending ring[MANY_AHEAD];
+    size_t ahead = n < MANY_AHEAD ? n : MANY_AHEAD;
+    for (size_t i = 0; i < ahead; i++)
+        many_prepare(a, shift, addrs[i], &ring[i]);
     uintptr_t last_key = UINTPTR_MAX;
     const struct slab *last = NULL;
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i + MANY_SLOT_AHEAD < n) {
-            uintptr_t k = (uintptr_t)addrs[i + MANY_SLOT_AHEAD] >> shift >> SLAB_LOG_CHUNKS;
-            __builtin_prefetch(&a->slots[slab_hash(a, k)]);
+        struct pending p = ring[i & (MANY_AHEAD - 1)];
+        if (i + MANY_AHEAD < n)
+            many_prepare(a, shift, addrs[i + MANY_AHEAD], &ring[i & (MANY_AHEAD - 1)]);
+        bool yes = false;
+        if (p.chunk != UINTPTR_MAX) {
+            uintptr_t key = p.chunk >> SLAB_LOG_CHUNKS;
+            if (key != last_key) {   /* neighbouring addresses share a slab */
+                last_key = key;
+                for (uintptr_t j = p.slot;; j = (j + 1) & a->mask) {
+                    /* As in slab_array_lookup. */
+                    struct slab_slot *slot = (struct slab_slot *)&a->slots[j];
+                    last = atomic_load_explicit(&slot->slab, memory_order_acquire);
+                    if (!last || (atomic_load_explicit(&slot->key, memory_order_relaxed) == key &&
+                                  last->key == key))
+                        break;
+                }
+            }
+            /* Acquire: as in state_in_section. */
+            yes = last && atomic_load_explicit(&last->state[p.chunk & CHUNK_INDEX_MASK],
+                                               memory_order_acquire) == MMAPPER_MAPPED;
         }
-        if (i + MANY_STATE_AHEAD < n) {
-            /* A guess (the first slot probed, maybe another key's slab):
-             * a prefetch never faults, and the slab cannot be freed before
-             * the section ends. */
-            uintptr_t c = (uintptr_t)addrs[i + MANY_STATE_AHEAD] >> shift;
-            const struct slab *g = atomic_load_explicit(
-                (_Atomic(struct slab *) *)&a->slots[slab_hash(a, c >> SLAB_LOG_CHUNKS)],
-                memory_order_relaxed);
-            if (g)
-                __builtin_prefetch(&g->state[c & CHUNK_INDEX_MASK]);
-        }
-        uintptr_t chunk = (uintptr_t)addrs[i] >> shift, key = chunk >> SLAB_LOG_CHUNKS;
-        if (key != last_key) {   /* neighbouring addresses share a slab */
-            last = slab_array_lookup(a, key);
-            last_key = key;
-        }
-        /* Acquire: as in state_in_section. */
-        bool yes = last && atomic_load_explicit(&last->state[chunk & CHUNK_INDEX_MASK],
-                                                memory_order_acquire) == MMAPPER_MAPPED;
         count += yes;
         if (mapped)
             mapped[i] = yes;
@@ -162,7 +183,10 @@ MMAPPER_API size_t mmapper_is_mapped_many(const mmapper_t *m, const void *const 
     for (size_t done = 0; done < n;) {
         size_t k = n - done < MANY_SECTION ? n - done : MANY_SECTION;
         bool fork_reader = rcu_read_enter();
-        count += many_in_section(m, addrs + done, k, mapped ? mapped + done : NULL);
+        if (mapped)
+            count += many_in_section(m, addrs + done, k, mapped + done);
+        else
+            count += many_in_section(m, addrs + done, k, NULL);
         rcu_read_exit(fork_reader);
         done += k;
     }

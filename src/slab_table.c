@@ -29,7 +29,7 @@ static void table_unlock(struct slab_table *t)
 static int array_create(struct slab_table *t, unsigned log_capacity, struct slab_array **out)
 {
     size_t capacity = (size_t)1 << log_capacity;
-    size_t bytes = sizeof(struct slab_array) + capacity * sizeof(_Atomic(struct slab *));
+    size_t bytes = sizeof(struct slab_array) + capacity * sizeof(struct slab_slot);
     struct slab_array *a;
     int err = meta_pages_alloc(t->counters, bytes, (void **)&a);
     if (err)
@@ -62,13 +62,13 @@ int slab_table_init(struct slab_table *t, struct mm_counters *counters)
 
 /* Writer-side probe (table lock held): the slot holding key, or else the
  * first reusable slot (tombstone or NULL) of its probe sequence. */
-static _Atomic(struct slab *) *array_find_slot(struct slab_array *a, uintptr_t key,
-                                               struct slab **found)
+static struct slab_slot *array_find_slot(struct slab_array *a, uintptr_t key,
+                                         struct slab **found)
 {
-    _Atomic(struct slab *) *reusable = NULL;
+    struct slab_slot *reusable = NULL;
     for (uintptr_t i = slab_hash(a, key);; i = (i + 1) & a->mask) {
         /* Relaxed: slots change only under the table lock, which we hold. */
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&a->slots[i].slab, memory_order_relaxed);
         if (s == &slab_tombstone) {
             if (!reusable)
                 reusable = &a->slots[i];
@@ -79,6 +79,15 @@ static _Atomic(struct slab *) *array_find_slot(struct slab_array *a, uintptr_t k
             return s || !reusable ? &a->slots[i] : reusable;
         }
     }
+}
+
+/* Publish s in slot: the key first, then (release) the pointer, which
+ * pairs with the acquire in slab_array_lookup: whoever finds s sees its key,
+ * mutex and zeroed (Unmapped) states. */
+static void slot_publish(struct slab_slot *slot, struct slab *s)
+{
+    atomic_store_explicit(&slot->key, s->key, memory_order_relaxed);
+    atomic_store_explicit(&slot->slab, s, memory_order_release);
 }
 
 /* Rebuild into an array sized for `live + 1` slabs at load <= 1/2, dropping
@@ -94,12 +103,12 @@ static int table_rebuild(struct slab_table *t, struct slab_array *old)
     if (err)
         return err;
     for (uintptr_t i = 0; i <= old->mask; i++) {
-        struct slab *s = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&old->slots[i].slab, memory_order_relaxed);
         if (!s || s == &slab_tombstone)
             continue;
         struct slab *dummy;
-        /* Not yet published: relaxed stores, the release below orders them. */
-        atomic_store_explicit(array_find_slot(a, s->key, &dummy), s, memory_order_relaxed);
+        /* Not yet published: the release of rcu_publish below orders these. */
+        slot_publish(array_find_slot(a, s->key, &dummy), s);
     }
     t->used = t->live;
     /* Release: a reader that sees the new array sees its filled slots. */
@@ -119,16 +128,16 @@ int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **
     table_lock(t);
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     struct slab *s;
-    _Atomic(struct slab *) *slot = array_find_slot(a, key, &s);
+    struct slab_slot *slot = array_find_slot(a, key, &s);
     if (s)
         goto pin;   /* another thread created it meanwhile */
-    bool takes_null = atomic_load_explicit(slot, memory_order_relaxed) == NULL;
+    bool takes_null = atomic_load_explicit(&slot->slab, memory_order_relaxed) == NULL;
     if (takes_null && 4 * (t->used + 1) > 3 * (a->mask + 1)) {
         if ((err = table_rebuild(t, a)) != 0)
             goto out;
         a = atomic_load_explicit(&t->current, memory_order_relaxed);
         slot = array_find_slot(a, key, &s);
-        takes_null = atomic_load_explicit(slot, memory_order_relaxed) == NULL;
+        takes_null = atomic_load_explicit(&slot->slab, memory_order_relaxed) == NULL;
     }
     s = meta_pool_alloc(&t->slab_pool);
     if (!s) {
@@ -137,9 +146,7 @@ int slab_table_get_or_create(struct slab_table *t, uintptr_t key, struct slab **
     }
     s->key = key;
     pthread_mutex_init(&s->lock, NULL);
-    /* Release: pairs with the acquire in slab_table_lookup; the key, the
-     * mutex and the zeroed (Unmapped) states are visible to whoever finds s. */
-    atomic_store_explicit(slot, s, memory_order_release);
+    slot_publish(slot, s);
     /* Release: a scan that sees the new count after it read the table
      * sees the slab, had it looked again. */
     atomic_fetch_add_explicit(&t->creations, 1, memory_order_release);
@@ -169,11 +176,11 @@ bool slab_table_unpublish(struct slab_table *t, struct slab *s)
     }
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     struct slab *found;
-    _Atomic(struct slab *) *slot = array_find_slot(a, s->key, &found);
+    struct slab_slot *slot = array_find_slot(a, s->key, &found);
     if (found == s) {
         /* Relaxed: the tombstone is static and never written; no data is
-         * published by this store. */
-        atomic_store_explicit(slot, &slab_tombstone, memory_order_relaxed);
+         * published by this store.  The key stays (struct slab_slot). */
+        atomic_store_explicit(&slot->slab, &slab_tombstone, memory_order_relaxed);
         t->live--;
         counter_sub(&t->counters->slabs, 1);
     }
@@ -229,7 +236,7 @@ static bool sweep(struct slab_table *t)
     struct slab_array *a = rcu_fetch(&t->current);
     struct slab *removed = NULL;
     for (uintptr_t i = 0; i <= a->mask; i++) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_acquire);
+        struct slab *s = slab_slot_get(a, i);
         if (!s || s == &slab_tombstone || pthread_mutex_trylock(&s->lock) != 0)
             continue;
         bool gone = !s->dead && s->live == 0 && slab_table_unpublish(t, s);
@@ -299,7 +306,7 @@ void slab_table_fini(struct slab_table *t)
 {
     struct slab_array *a = atomic_load_explicit(&t->current, memory_order_relaxed);
     for (uintptr_t i = 0; i <= a->mask; i++) {
-        struct slab *s = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        struct slab *s = atomic_load_explicit(&a->slots[i].slab, memory_order_relaxed);
         if (s && s != &slab_tombstone)
             pthread_mutex_destroy(&s->lock);
     }

@@ -62,13 +62,28 @@ struct slab {
     chunk_state_t state[SLAB_CHUNKS];
 };
 
+/*
+ * A slot holds the slab's key beside the pointer, so that a probe passes
+ * over other keys' slots without touching their slabs (a lookup that misses
+ * reads one cache line of slots, no slab).  Writers (table lock held) store
+ * the key, then publish the pointer with release; removal replaces the
+ * pointer by the tombstone and leaves the key; a tombstone slot may be
+ * reused for another key.  So a reader's key may be stale or newer than
+ * the pointer it read: it only filters, and a match is confirmed on the
+ * slab's own immutable key.
+ */
+struct slab_slot {
+    _Atomic uintptr_t key;
+    _Atomic(struct slab *) slab;
+};
+
 struct slab_array {
     uintptr_t mask;              /* capacity - 1 */
     unsigned hash_shift;         /* 64 - log2(capacity) */
     size_t bytes;
     struct slab_array *retire_next;
     uint64_t retire_tag;
-    _Atomic(struct slab *) slots[];
+    struct slab_slot slots[];
 };
 
 /* Retired slabs not yet freed, per table, at most (about 400 KiB): past it
@@ -115,11 +130,23 @@ static inline uintptr_t slab_hash(const struct slab_array *a, uintptr_t key)
 static inline struct slab *slab_array_lookup(const struct slab_array *a, uintptr_t key)
 {
     for (uintptr_t i = slab_hash(a, key);; i = (i + 1) & a->mask) {
-        struct slab *s = atomic_load_explicit((_Atomic(struct slab *) *)&a->slots[i],
-                                              memory_order_acquire);
-        if (!s || s->key == key)
+        struct slab_slot *slot = (struct slab_slot *)&a->slots[i];
+        struct slab *s = atomic_load_explicit(&slot->slab, memory_order_acquire);
+        if (!s)
+            return NULL;
+        /* Relaxed: only a filter (see struct slab_slot); the slab's key,
+         * published with it, decides. */
+        if (atomic_load_explicit(&slot->key, memory_order_relaxed) == key && s->key == key)
             return s;
     }
+}
+
+/* The slab pointer of slot i (tombstone or NULL included), for walks over
+ * every slot.  Acquire: pairs with the publishing release store. */
+static inline struct slab *slab_slot_get(const struct slab_array *a, uintptr_t i)
+{
+    return atomic_load_explicit((_Atomic(struct slab *) *)&a->slots[i].slab,
+                                memory_order_acquire);
 }
 
 /* The published array: valid until the end of the read-side section (an

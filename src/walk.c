@@ -592,8 +592,7 @@ static int unmap_sparse(mmapper_t *m, struct chunk_range r)
         bool fork_reader = rcu_read_enter();
         const struct slab_array *a = rcu_fetch(&m->table.current);
         for (uintptr_t i = 0; i <= a->mask; i++) {
-            const struct slab *s = atomic_load_explicit(
-                (_Atomic(struct slab *) *)&a->slots[i], memory_order_acquire);
+            const struct slab *s = slab_slot_get(a, i);
             if (!s || s == &slab_tombstone || s->key < next_key || s->key > last_key)
                 continue;
             /* Keep the SPARSE_BATCH smallest keys, sorted. */
