@@ -151,14 +151,7 @@ many_in_section(const mmapper_t *m, const void *const addrs[], size_t n, bool ma
             uintptr_t key = p.chunk >> SLAB_LOG_CHUNKS;
             if (key != last_key) {   /* neighbouring addresses share a slab */
                 last_key = key;
-                for (uintptr_t j = p.slot;; j = (j + 1) & a->mask) {
-                    /* As in slab_array_lookup. */
-                    struct slab_slot *slot = (struct slab_slot *)&a->slots[j];
-                    last = atomic_load_explicit(&slot->slab, memory_order_acquire);
-                    if (!last || (atomic_load_explicit(&slot->key, memory_order_relaxed) == key &&
-                                  last->key == key))
-                        break;
-                }
+                last = slab_array_lookup_filtered(a, p.slot, key);
             }
             /* Acquire: as in state_in_section. */
             yes = last && atomic_load_explicit(&last->state[p.chunk & CHUNK_INDEX_MASK],

@@ -130,6 +130,22 @@ static inline uintptr_t slab_hash(const struct slab_array *a, uintptr_t key)
 static inline struct slab *slab_array_lookup(const struct slab_array *a, uintptr_t key)
 {
     for (uintptr_t i = slab_hash(a, key);; i = (i + 1) & a->mask) {
+        struct slab *s = atomic_load_explicit((_Atomic(struct slab *) *)&a->slots[i].slab,
+                                              memory_order_acquire);
+        if (!s || s->key == key)
+            return s;
+    }
+}
+
+/* The same, passing over other keys' slots on the slot's key alone (no
+ * load from their slabs): for batches, whose probes are mostly misses and
+ * whose slab loads would otherwise queue behind each other.  A single
+ * lookup is cheaper with the plain probe above, where the first slot is
+ * nearly always the one. */
+static inline struct slab *slab_array_lookup_filtered(const struct slab_array *a, uintptr_t i,
+                                                      uintptr_t key)
+{
+    for (;; i = (i + 1) & a->mask) {
         struct slab_slot *slot = (struct slab_slot *)&a->slots[i];
         struct slab *s = atomic_load_explicit(&slot->slab, memory_order_acquire);
         if (!s)
