@@ -79,6 +79,17 @@ LD_PRELOAD=$MMAPPER_MODULE "$prog" >"$tmp/alone.out" 2>"$tmp/alone.err" || fail 
 [ "$(cat "$tmp/alone.out")" = "$expected" ] || fail "alone: output differs"
 one_line alone 'jemalloc is not loaded'
 
+# A program's own hooks are left alone: its arena keeps them, every extent
+# of it comes from them, and mmapper allocates nothing for it.
+own=$(cd "$builddir" && pwd)/tests/real/own_hooks
+plain_own=$("$own") || fail "own_hooks: $plain_own"
+mm_own=$(MMAPPER_STATS=1 "$run" "$own" 2>"$tmp/own.err") || fail "own_hooks on mmapper: $mm_own"
+[ "$mm_own" = "$plain_own" ] || fail "own_hooks: '$mm_own' on mmapper, '$plain_own' without"
+idle=$(MMAPPER_STATS=1 "$run" cat /dev/null 2>&1)   # start-up only
+[ "$(stat "$(cat "$tmp/own.err")" hook_allocs)" = "$(stat "$idle" hook_allocs)" ] ||
+    fail "mmapper allocated for the program's own arena: $(cat "$tmp/own.err")"
+echo "own hooks: $mm_own; mmapper's allocations: only its start-up ones"
+
 # The script's own interface.
 "$run" >/dev/null 2>&1; [ $? -eq 2 ] || fail "mmapper-run without a command should exit 2"
 "$run" --help | grep -q '^usage: mmapper-run' || fail "mmapper-run --help"

@@ -10,6 +10,8 @@
  * inherited heap and allocates its own, while the threads go on.  It prints
  * a summary that depends only on the seed.
  */
+#include "config.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
