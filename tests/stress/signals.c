@@ -8,8 +8,8 @@
  *         classified Protected.
  *  storm  Threads look chunks up and transition chunks of their own slabs
  *         while another thread sends them SIGUSR1 as fast as it can; the
- *         handler looks up a chunk that is always Mapped and one that never
- *         is, interrupting its thread in the middle of a lookup (a nested
+ *         handler looks up (singly and as a batch) a chunk that is always
+ *         Mapped and one that never is, interrupting its thread in the middle of a lookup (a nested
  *         read-side section) or just before or after a transition (signals
  *         are blocked while slab locks are held).  Every answer must be
  *         right, some handlers must be threads' first mmapper call, and
@@ -103,8 +103,11 @@ static void on_usr1(int sig)
 {
     (void)sig;
     int saved = errno;
+    const void *both[3] = { mapped_chunk, never_chunk, mapped_chunk };
+    bool many[3];
     if (!mmapper_is_mapped(m, mapped_chunk) || mmapper_is_mapped(m, never_chunk) ||
-        mmapper_state(m, mapped_chunk) != MMAPPER_MAPPED)
+        mmapper_state(m, mapped_chunk) != MMAPPER_MAPPED ||
+        mmapper_is_mapped_many(m, both, 3, many) != 2 || !many[0] || many[1] || !many[2])
         atomic_fetch_add(&wrong, 1);
     atomic_fetch_add(&handled, 1);
     errno = saved;
