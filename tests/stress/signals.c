@@ -9,9 +9,10 @@
  *  storm  Threads look chunks up and transition chunks of their own slabs
  *         while another thread sends them SIGUSR1 as fast as it can; the
  *         handler looks up (singly and as a batch) a chunk that is always
- *         Mapped and one that never is, interrupting its thread in the middle of a lookup (a nested
- *         read-side section) or just before or after a transition (signals
- *         are blocked while slab locks are held).  Every answer must be
+ *         Mapped and one that never is, interrupting its thread in the
+ *         middle of a lookup (a nested read-side section) or just before or
+ *         after a transition (signals are blocked while slab locks are
+ *         held).  Every answer must be
  *         right, some handlers must be threads' first mmapper call, and
  *         nothing may hang.
  */
