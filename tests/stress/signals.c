@@ -12,9 +12,8 @@
  *         Mapped and one that never is, interrupting its thread in the
  *         middle of a lookup (a nested read-side section) or just before or
  *         after a transition (signals are blocked while slab locks are
- *         held).  Every answer must be
- *         right, some handlers must be threads' first mmapper call, and
- *         nothing may hang.
+ *         held).  Every answer must be right, some handlers must be
+ *         threads' first mmapper call, and nothing may hang.
  */
 #include "config.h"
 
