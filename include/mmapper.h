@@ -54,17 +54,18 @@
  *
  * Threads, signals and fork:
  *  - Signals: mmapper_is_mapped(), mmapper_is_mapped_many(), mmapper_state(),
- *    mmapper_granularity() and mmapper_get_stats() are async-signal-safe, including a thread's first call (its urcu-bp
- *    registration) and a handler that interrupts the same thread inside a
- *    lookup or a transition.  Transitions, create, destroy and reclaim_wait
- *    are not async-signal-safe.  With
- *    mmapper_config.block_signals, transitions block every signal while they
- *    hold slab or table locks (the length of their system calls), so a
- *    thread stopped by a signal never holds any lock: a stop-the-world
- *    collector may stop mutators anywhere and then make any call itself.
- *    Without it, a thread stopped inside a transition keeps the locks it
- *    holds until it resumes: its slabs (256 chunks each), or for a moment
- *    the table's (slab creation and removal); lookups are never affected.  (A thread stopped by ptrace inside a
+ *    mmapper_granularity() and mmapper_get_stats() are async-signal-safe,
+ *    including a thread's first call (its urcu-bp registration) and a
+ *    handler that interrupts the same thread inside a lookup or a
+ *    transition.  Transitions, create, destroy and reclaim_wait are not
+ *    async-signal-safe.  With mmapper_config.block_signals, transitions
+ *    block every signal while they hold slab or table locks (the length of
+ *    their system calls), so a thread stopped by a signal never holds any
+ *    lock: a stop-the-world collector may stop mutators anywhere and then
+ *    make any call itself.  Without it, a thread stopped inside a
+ *    transition keeps the locks it holds until it resumes: its slabs (256
+ *    chunks each), or for a moment the table's (slab creation and removal);
+ *    lookups are never affected.  (A thread stopped by ptrace inside a
  *    transition always keeps its slabs locked.)
  *  - Cancellation: no function is a cancellation point; cancellation is
  *    deferred inside every call (also inside a custom OS layer that would
@@ -91,6 +92,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* This header's version (the library's: mmapper_version is not needed, the
+ * soname and the symbol versions keep old programs working). */
+#define MMAPPER_VERSION_MAJOR 0
+#define MMAPPER_VERSION_MINOR 1
+#define MMAPPER_VERSION_PATCH 0
 
 #if defined(__GNUC__) && !defined(MMAPPER_API)
 #define MMAPPER_API __attribute__((visibility("default")))

@@ -17,16 +17,30 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
           liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
-          gdb python3 redis-server redis-tools libpython3.11-testsuite)
+          gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "== installing: ${missing[*]}"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    sudo=
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1 || ! sudo -n true 2>/dev/null; then
+            echo "quickstart: not root and no sudo: install these first: apt-get install ${missing[*]}" >&2
+            exit 1
+        fi
+        sudo="sudo -n"
+    fi
+    # apt and dpkg talk a lot: their output goes to a log, shown on failure.
+    log=$root/build-apt.log
+    echo "== installing: ${missing[*]} (log: ${log##*/})"
+    if ! { $sudo apt-get update -qq &&
+           $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+               "${missing[@]}"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "quickstart: installing failed (above, and in $log)" >&2
+        exit 1
+    fi
 fi
 
 echo "== autogen"

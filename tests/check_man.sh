@@ -1,0 +1,32 @@
+#!/bin/sh
+# The manual: every exported function has a section-3 page (its own, or a
+# .so link to the page it shares), every .so link leads to a page, and the
+# pages lint clean (mandoc -Tlint, or groff -ww -z without mandoc).
+srcdir=${top_srcdir:-.}
+lib="${top_builddir:-.}/.libs/libmmapper.so"
+[ -f "$lib" ] || { echo "SKIP: no shared library at $lib"; exit 77; }
+man="$srcdir/man"
+status=0
+for fn in $(nm -D --defined-only "$lib" | awk '$3 ~ /^mmapper_/ { sub(/@.*/, "", $3); print $3 }'); do
+    [ -f "$man/$fn.3" ] || { echo "FAIL: $fn has no page (man/$fn.3)"; status=1; }
+done
+pages=
+for f in "$man"/*.[137]; do
+    first=$(head -n 1 "$f")
+    case "$first" in
+    .so\ *)
+        target="$man/${first#.so man?/}"
+        [ -f "$target" ] || { echo "FAIL: ${f##*/}: $first leads nowhere"; status=1; } ;;
+    *) pages="$pages $f" ;;
+    esac
+done
+if command -v mandoc >/dev/null 2>&1; then
+    out=$(mandoc -Tlint -W warning $pages 2>&1)
+    linter="mandoc -Tlint"
+else
+    out=$(for p in $pages; do groff -man -ww -z "$p"; done 2>&1)
+    linter="groff -ww -z"
+fi
+[ -z "$out" ] || { printf '%s\n' "$out"; echo "FAIL: $linter"; status=1; }
+[ $status -eq 0 ] && echo "PASS: $(echo $pages | wc -w) pages lint clean ($linter); every exported function has one"
+exit $status
