@@ -17,7 +17,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
           liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
-          gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc)
+          gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc
+          abigail-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -62,6 +63,8 @@ fi
 build build
 echo "== make check (gcc)"
 make -s -C build -j"$jobs" check || { cat build/test-suite.log; exit 1; }
+echo "== make check-abi"
+make -s -C build check-abi | tail -n 1
 
 build build-tsan --enable-sanitizer=thread
 echo "== make check (ThreadSanitizer)"
