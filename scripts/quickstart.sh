@@ -3,14 +3,18 @@
 # installs what is missing, builds, and then
 #   bench  runs `make bench` (the quick profile, under 2 minutes on 2 cores);
 #   check  runs the whole test suite: `make check` (gcc, with Redis and
-#          CPython under mmapper-run), then the ThreadSanitizer pass (gcc),
-#          then AddressSanitizer+UBSan (clang), then `make distcheck`.
+#          CPython under mmapper-run) and `make check-abi`, then the
+#          ThreadSanitizer pass (gcc), then AddressSanitizer+UBSan (clang),
+#          then `make distcheck`, then the deb step;
+#   deb    builds the Debian packages, checks them with lintian, installs
+#          them, builds and runs the README example against them, removes
+#          them (scripts/deb.sh).
 # Builds go to build/, build-tsan/, build-asan/ beside this script's repo.
 # Warnings are errors in every build.
 set -euo pipefail
 
 mode=${1:-check}
-case "$mode" in bench|check) ;; *) echo "usage: $0 bench|check" >&2; exit 2 ;; esac
+case "$mode" in bench|check|deb) ;; *) echo "usage: $0 bench|check|deb" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -18,7 +22,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
           liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
           gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc
-          abigail-tools)
+          abigail-tools debhelper lintian dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -54,6 +58,11 @@ build() {   # build DIR [configure args...]
     (cd "$dir" && "$root/configure" -q --enable-werror "$@" && make -s -j"$jobs")
 }
 
+if [ "$mode" = deb ]; then
+    bash scripts/deb.sh
+    exit 0
+fi
+
 if [ "$mode" = bench ]; then
     build build
     make -s -C build bench
@@ -78,6 +87,8 @@ echo "== make distcheck"
 # The real-program tests ran in the plain build above; distcheck repeats the
 # rest, and installcheck runs mmapper-run from the installed prefix.
 MMAPPER_REAL_TESTS=0 make -s -C build distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror >/dev/null
+
+bash scripts/deb.sh
 
 # One closing line over the three builds, from automake's test-suite.log files.
 total() { awk -v k="# $1:" '$1" "$2 == k || $1$2 == k {s += $NF} END {print s+0}' \
