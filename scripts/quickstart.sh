@@ -55,7 +55,8 @@ build() {   # build DIR [configure args...]
     local dir=$1; shift
     echo "== configure $dir: $*"
     mkdir -p "$dir"
-    (cd "$dir" && "$root/configure" -q --enable-werror "$@" && make -s -j"$jobs")
+    (cd "$dir" && "$root/configure" -q --enable-werror "$@" && make -s -j"$jobs") \
+        >"$dir.build.log" 2>&1 || { tail -n 60 "$dir.build.log"; exit 1; }
 }
 
 if [ "$mode" = deb ]; then
@@ -69,19 +70,30 @@ if [ "$mode" = bench ]; then
     exit 0
 fi
 
+# make check in DIR: its output goes to DIR/check.log; one line with the
+# counts, or on failure the failing tests' logs (test-suite.log).
+check() {   # check DIR LABEL
+    local dir=$1 label=$2 count
+    echo "== make check ($label)"
+    if ! make -s -C "$dir" -j"$jobs" check >"$dir/check.log" 2>&1; then
+        grep -E '^(FAIL|ERROR|XPASS):' "$dir/check.log" || tail -n 30 "$dir/check.log"
+        cat "$dir/test-suite.log" 2>/dev/null
+        exit 1
+    fi
+    count() { awk -v k="# $1:" '$1" "$2 == k {print $NF}' "$dir/test-suite.log"; }
+    echo "   $(count PASS) passed, $(count SKIP) skipped, $(count FAIL) failed (log: $dir/check.log)"
+}
+
 build build
-echo "== make check (gcc)"
-make -s -C build -j"$jobs" check || { cat build/test-suite.log; exit 1; }
+check build gcc
 echo "== make check-abi"
 make -s -C build check-abi | tail -n 1
 
 build build-tsan --enable-sanitizer=thread
-echo "== make check (ThreadSanitizer)"
-make -s -C build-tsan -j"$jobs" check || { cat build-tsan/test-suite.log; exit 1; }
+check build-tsan ThreadSanitizer
 
 build build-asan CC=clang --enable-sanitizer=address,undefined
-echo "== make check (AddressSanitizer + UBSan, clang)"
-make -s -C build-asan -j"$jobs" check || { cat build-asan/test-suite.log; exit 1; }
+check build-asan "AddressSanitizer + UBSan, clang"
 
 echo "== make distcheck"
 # The real-program tests ran in the plain build above; distcheck repeats the
@@ -93,5 +105,5 @@ bash scripts/deb.sh
 # One closing line over the three builds, from automake's test-suite.log files.
 total() { awk -v k="# $1:" '$1" "$2 == k || $1$2 == k {s += $NF} END {print s+0}' \
           build/test-suite.log build-tsan/test-suite.log build-asan/test-suite.log; }
-echo "== all checks passed (plain, TSan, ASan+UBSan, distcheck)"
+echo "== all checks passed (plain, TSan, ASan+UBSan, distcheck, deb)"
 echo "tests: $(total PASS) passed, $(total FAIL) failed, $(total SKIP) skipped"
