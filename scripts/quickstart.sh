@@ -98,7 +98,8 @@ check build-asan "AddressSanitizer + UBSan, clang"
 echo "== make distcheck"
 # The real-program tests ran in the plain build above; distcheck repeats the
 # rest, and installcheck runs mmapper-run from the installed prefix.
-MMAPPER_REAL_TESTS=0 make -s -C build distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror >/dev/null
+MMAPPER_REAL_TESTS=0 make -s -C build distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror \
+    >build/distcheck.log 2>&1 || { tail -n 60 build/distcheck.log; exit 1; }
 
 bash scripts/deb.sh
 
