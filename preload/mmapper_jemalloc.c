@@ -136,9 +136,11 @@ static void emit_to(int fd, struct line *l)
     l->buf[l->len++] = '\n';
     for (size_t off = 0; off < l->len;) {
         ssize_t n = write(fd, l->buf + off, l->len - off);
-        if (n <= 0 && errno != EINTR)
-            return;
-        off += n > 0 ? (size_t)n : 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;   /* a stale errno must never keep us here */
+        off += (size_t)n;
     }
 }
 

@@ -23,7 +23,8 @@ static void table_unlock(struct slab_table *t)
     pthread_mutex_unlock(&t->lock);
 }
 
-/* One page holds the first array: an empty mapper stays small. */
+/* The first array: 256 slots of 16 bytes, one page and its header, so
+ * that an empty mapper stays small. */
 #define MIN_LOG_CAPACITY 8
 
 static int array_create(struct slab_table *t, unsigned log_capacity, struct slab_array **out)
