@@ -359,19 +359,21 @@ static void print_stats(int fd)
         put(&l, " " name "="); \
         put_u64(&l, (v));    \
     } while (0)
-    /* Every field of struct mmapper_stats, under its name (tests/real
+    /* Every field of struct mmapper_stats, under its own name (tests/real
      * checks the list against the header). */
-    KEY("mmap_calls", s.mmap_calls);
-    KEY("munmap_calls", s.munmap_calls);
-    KEY("mprotect_calls", s.mprotect_calls);
-    KEY("madvise_calls", s.madvise_calls);
-    KEY("name_calls", s.name_calls);
-    KEY("chunks_quarantined", s.chunks_quarantined);
-    KEY("chunks_mapped", s.chunks_mapped);
-    KEY("chunks_protected", s.chunks_protected);
-    KEY("slabs", s.slabs);
-    KEY("table_capacity", s.table_capacity);
-    KEY("metadata_bytes", s.metadata_bytes);
+#define FIELD(f) KEY(#f, s.f)
+    FIELD(mmap_calls);
+    FIELD(munmap_calls);
+    FIELD(mprotect_calls);
+    FIELD(madvise_calls);
+    FIELD(name_calls);
+    FIELD(chunks_quarantined);
+    FIELD(chunks_mapped);
+    FIELD(chunks_protected);
+    FIELD(slabs);
+    FIELD(table_capacity);
+    FIELD(metadata_bytes);
+#undef FIELD
     /* Then the module's own. */
     KEY("chunk_bytes", mmapper_granularity(mapper));
     KEY("arenas_hooked", arenas_hooked);

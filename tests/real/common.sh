@@ -24,5 +24,15 @@ stat() {   # stat LINE KEY
     printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
+# Fail unless LINE has "FIELD=<number>" for every field of struct
+# mmapper_stats, as the header lists them.
+check_stats_fields() {   # check_stats_fields LINE
+    for field in $(sed -n '/^struct mmapper_stats {/,/^};/p' "$srcdir/include/mmapper.h" |
+                   grep -v '^ *[/*]' | grep uint64_t | sed 's/uint64_t//; s/[,;]/ /g'); do
+        printf '%s\n' "$1" | grep -q " $field=[0-9][0-9]*\( \|$\)" ||
+            fail "no $field= in the statistics line: $1"
+    done
+}
+
 # The process's resident set, in KiB.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }

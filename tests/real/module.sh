@@ -31,10 +31,7 @@ run_case stats MMAPPER_STATS=1
 line=$(cat "$tmp/stats.err")
 echo "on mmapper: $line"
 case "$line" in "mmapper: "*) ;; *) fail "the line does not start with 'mmapper: '";; esac
-for field in $(sed -n '/^struct mmapper_stats {/,/^};/p' "$srcdir/include/mmapper.h" |
-               grep -v '^ *[/*]' | grep uint64_t | sed 's/uint64_t//; s/[,;]/ /g'); do
-    printf '%s\n' "$line" | grep -q " $field=[0-9][0-9]*\( \|$\)" || fail "no $field= in the line"
-done
+check_stats_fields "$line"
 [ "$(stat "$line" chunk_bytes)" -eq 2097152 ] || fail "the default chunk is not 2 MiB"
 [ "$(stat "$line" arenas_hooked)" -ge 2 ] || fail "fewer than 2 arenas hooked"
 [ "$(stat "$line" hook_allocs)" -gt 0 ] && [ "$(stat "$line" mmap_calls)" -gt 0 ] &&

@@ -118,10 +118,7 @@ pid=
 after=$(grep -c '^mmapper: mmap_calls=' "$log")
 [ $(( after - before )) -eq 1 ] || fail "$(( after - before )) statistics lines at exit, expected 1"
 last=$(grep '^mmapper: mmap_calls=' "$log" | tail -n 1)
-for field in $(sed -n '/^struct mmapper_stats {/,/^};/p' "$srcdir/include/mmapper.h" |
-               grep -v '^ *[/*]' | grep uint64_t | sed 's/uint64_t//; s/[,;]/ /g'); do
-    printf '%s\n' "$last" | grep -q " $field=[0-9]" || fail "the exit line lacks $field: $last"
-done
+check_stats_fields "$last"
 grep -E 'mmapper: .*(error|cannot|not )' "$log" && fail "the module complained"
 echo "exit:       $last"
 echo "PASS"
