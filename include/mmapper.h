@@ -15,7 +15,10 @@
  *    -ENOMEM, -EEXIST, ...).  The library never aborts, prints or exits.
  *  - Ranges [start, start + bytes) are rounded outward to chunk boundaries.
  *    bytes == 0, an overflowing start + bytes, or a range reaching past
- *    MMAPPER_ADDRESS_LIMIT is -EINVAL.
+ *    MMAPPER_ADDRESS_LIMIT is -EINVAL.  With 32-bit pointers the topmost
+ *    chunk (which ends at 2^32) is never a chunk of ours: a range that
+ *    reaches into it is -EINVAL, except for mmapper_unmap(), which leaves
+ *    it out (so unmap(NULL, MMAPPER_ADDRESS_LIMIT) works everywhere).
  *  - Every function may be called from any thread at any time.  Callers never
  *    register threads with anything.
  *  - Calls are atomic with respect to each other: concurrent calls on
@@ -106,12 +109,21 @@ extern "C" {
 #endif
 
 /*
- * Addresses at or above this limit are never valid: it covers the largest
- * user address space Linux offers (57-bit virtual addresses with 5-level page
- * tables).  On a machine with a smaller address space the kernel itself
- * refuses mappings above its limit and the call returns -ENOMEM.
+ * Addresses at or above this limit are never valid.  With 64-bit pointers it
+ * covers the largest user address space Linux offers (57-bit virtual
+ * addresses with 5-level page tables).  With 32-bit pointers it is the last
+ * byte of the address space, and the topmost chunk is left out (see the
+ * conventions above): Linux never gives user space the top page (a 32-bit
+ * task on a 64-bit kernel ends at 0xffffe000, native 32-bit kernels at
+ * 3 GiB or lower).  On a machine with a smaller address
+ * space the kernel itself refuses mappings above its limit and the call
+ * returns -ENOMEM.
  */
+#if UINTPTR_MAX > 0xffffffffu
 #define MMAPPER_ADDRESS_LIMIT ((uintptr_t)1 << 57)
+#else
+#define MMAPPER_ADDRESS_LIMIT UINTPTR_MAX
+#endif
 
 /** Opaque mapper handle.  One mapper may be shared by any number of threads. */
 typedef struct mmapper mmapper_t;

@@ -23,7 +23,9 @@
 
 #define CHUNK_INDEX_MASK (SLAB_CHUNKS - 1)
 
-static int to_chunks(const mmapper_t *m, const void *start, size_t bytes,
+/* The chunks under [start, start+bytes) for op: 0, 1 when there are none
+ * to visit, or -EINVAL. */
+static int to_chunks(const mmapper_t *m, enum chunk_op op, const void *start, size_t bytes,
                      struct chunk_range *r)
 {
     uintptr_t s = (uintptr_t)start;
@@ -31,6 +33,22 @@ static int to_chunks(const mmapper_t *m, const void *start, size_t bytes,
         return -EINVAL;
     r->first = s >> m->chunk_shift;
     r->end = ((s + bytes - 1) >> m->chunk_shift) + 1;
+    /*
+     * With 64-bit pointers the limit is a multiple of every chunk size and
+     * this never triggers.  With 32-bit pointers (limit UINTPTR_MAX) the
+     * topmost chunk would end at 2^32, which wraps to 0: it is never ours
+     * (user space never gets the top page), so it stays Unmapped.  An
+     * unmap reaching into it (the "unmap everything" call, 0 to the limit)
+     * leaves it out; anything else there is invalid.
+     */
+    uintptr_t top = MMAPPER_ADDRESS_LIMIT >> m->chunk_shift;
+    if (r->end > top) {
+        if (op != OP_UNMAP)
+            return -EINVAL;
+        r->end = top;
+        if (r->first >= top)
+            return 1;
+    }
     return 0;
 }
 
@@ -213,7 +231,9 @@ static __attribute__((noinline)) int transition(mmapper_t *m, enum chunk_op op,
                                                 const struct mmapper_map_opts *o)
 {
     struct chunk_range r;
-    int err = to_chunks(m, start, bytes, &r);
+    int err = to_chunks(m, op, start, bytes, &r);
+    if (err == 1)
+        return 0;
     if (err || (err = check_opts(o)) != 0)
         return err;
     if (r.end - r.first == 1) {
@@ -283,7 +303,7 @@ MMAPPER_API int mmapper_quarantine_anywhere(mmapper_t *m, size_t bytes,
     if ((err = os_reserve_aligned(&m->os, bytes, mmapper_granularity(m), &p)) != 0)
         return err;
     struct chunk_range r;
-    if (to_chunks(m, p, bytes, &r) != 0) {
+    if (to_chunks(m, OP_ADOPT, p, bytes, &r) != 0) {
         os_unmap(&m->os, p, bytes);   /* beyond what we can record */
         return -ENOMEM;
     }

@@ -72,8 +72,18 @@ static void *exercise(void *arg)
     CHECK(mmapper_quarantine(m, h, 2048 * chunk, NULL));
     (void)mmapper_is_mapped(m, h);
     (void)mmapper_state(m, h);
-    for (int i = 0; i < 600; i++)   /* spread far apart: one slab each, no syscall */
-        CHECK(mmapper_mark_as_mapped(m, (void *)(((uintptr_t)1 << 45) + ((uintptr_t)i << 30)), 1));
+    /* Spread apart: one slab each, no syscall.  With 32-bit pointers 230 of
+     * them, one slab (16 MiB) apart, fit under 4 GiB and still grow the
+     * first array (256 slots). */
+#if UINTPTR_MAX > 0xffffffffu
+    const uintptr_t far = (uintptr_t)1 << 45, far_step = (uintptr_t)1 << 30;
+    const int far_slabs = 600;
+#else
+    const uintptr_t far = 0x10000000u, far_step = 256 * chunk;
+    const int far_slabs = 230;
+#endif
+    for (int i = 0; i < far_slabs; i++)
+        CHECK(mmapper_mark_as_mapped(m, (void *)(far + (uintptr_t)i * far_step), 1));
     struct mmapper_stats s;
     mmapper_get_stats(m, &s);
     CHECK(mmapper_unmap(m, h, 2048 * chunk));   /* slabs retired to the reclaimer */

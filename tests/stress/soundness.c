@@ -179,7 +179,12 @@ static void churn_slabs(mmapper_t *m, char *base, size_t n)
 static void test_stuck_reader(void)
 {
     mmapper_t *m;
-    CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = 16 }, &m), 0,
+#if UINTPTR_MAX > 0xffffffffu
+    const unsigned log_chunk = 16;
+#else   /* 32-bit: 1500 slabs of 1 MiB fit, of 16 MiB would not */
+    const unsigned log_chunk = 12;
+#endif
+    CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = log_chunk }, &m), 0,
              "create");
     size_t chunk = mmapper_granularity(m), slab = SLAB_CHUNKS * chunk;
     const size_t n = 1500;   /* more than RETIRE_LIMIT (1024) slabs */

@@ -310,7 +310,11 @@ int main(int argc, char **argv)
     }
 
     size_t span_bytes;
+#if UINTPTR_MAX > 0xffffffffu
     s.span = stress_free_span((size_t)1 << 46, 34, STRESS_SLAB_CHUNKS * s.chunk, &span_bytes);
+#else   /* 32-bit: what a 4 GiB address space has free */
+    s.span = stress_free_span((size_t)1 << 30, 26, STRESS_SLAB_CHUNKS * s.chunk, &span_bytes);
+#endif
     s.span_chunks = span_bytes / s.chunk;
     s.held = calloc(s.writers, sizeof(*s.held));
     s.nheld = calloc(s.writers, sizeof(*s.nheld));

@@ -59,6 +59,16 @@ void stress_parse(int argc, char **argv, const char *summary, struct stress_opts
     stress_prog = slash ? slash + 1 : argv[0];
     if (!strncmp(stress_prog, "lt-", 3))   /* libtool's wrapper-run binary */
         stress_prog += 3;
+    /* Under an emulator (scripts/cross.sh runs aarch64 under qemu-user,
+     * ~10x slower) the defaults shrink by MMAPPER_STRESS_DIVISOR; flags
+     * given on the command line are taken as they are. */
+    const char *div_env = getenv("MMAPPER_STRESS_DIVISOR");
+    unsigned long div = div_env ? strtoul(div_env, NULL, 10) : 1;
+    if (div > 1) {
+        o->ops = o->ops / div ? o->ops / div : 1;
+        o->rounds = o->rounds / div ? (unsigned)(o->rounds / div) : 1;
+        o->seconds /= (double)div;
+    }
     const struct stress_opts d = *o;
     o->seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() << 16;
     for (int i = 1; i < argc; i++) {
@@ -224,12 +234,18 @@ bool stress_under_valgrind(void)
 }
 
 /* Far above where valgrind puts things, below where kernels put them. */
+#if UINTPTR_MAX > 0xffffffffu
 #define VALGRIND_HIGH ((uintptr_t)0x3f0000000000)
+#define VALGRIND_STEP ((uintptr_t)1 << 36)
+#else
+#define VALGRIND_HIGH ((uintptr_t)0xb0000000u)
+#define VALGRIND_STEP ((uintptr_t)1 << 26)
+#endif
 
 static void *valgrind_region(mmapper_t *m, size_t bytes, size_t align)
 {
     for (uintptr_t a = (VALGRIND_HIGH - bytes) & ~(align - 1); a > VALGRIND_HIGH / 2;
-         a -= (uintptr_t)1 << 36) {
+         a -= VALGRIND_STEP) {
         if (procmaps_range_free((void *)a, bytes + STRESS_GUARD) &&
             mmapper_quarantine(m, (void *)a, bytes, NULL) == 0)
             return (void *)a;

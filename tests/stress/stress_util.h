@@ -109,8 +109,14 @@ void stress_run_threads(unsigned n, void *(*fn)(void *), void *args, size_t arg_
  * not into chunks of the region that the test unmaps.  4 GiB: glibc alone
  * may reserve 128 MiB for each of up to 8 x cores malloc arenas as threads
  * start allocating (512 MiB was once filled, and a region chunk taken).
+ * With 32-bit pointers glibc's arenas are 1 MiB each and the whole space
+ * is 4 GiB: 256 MiB.
  */
+#if UINTPTR_MAX > 0xffffffffu
 #define STRESS_GUARD ((size_t)4 << 30)
+#else
+#define STRESS_GUARD ((size_t)256 << 20)
+#endif
 void *stress_region(mmapper_t *m, size_t bytes, size_t align);
 
 /* Whether the program runs under valgrind.  Valgrind places mappings

@@ -132,6 +132,10 @@ int main(int argc, char **argv)
                              "(--ops: chunks of 4 MiB)", &o);
     test_os_init(&tos);
     struct mmapper_config cfg = { .os = &tos.os };
+#if UINTPTR_MAX <= 0xffffffffu
+    /* 32-bit: 64 KiB chunks, so that the default 16384 fit in 1 GiB. */
+    cfg.log_chunk_bytes = 16;
+#endif
     CHECK_RC(mmapper_create(&cfg, &m), 0, "mmapper_create");
     chunk = mmapper_granularity(m);
     nchunks = o.ops;
