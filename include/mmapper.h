@@ -189,6 +189,13 @@ struct mmapper_os {
     int (*madvise)(void *ctx, void *addr, size_t len, int advice);
     /** prctl(PR_SET_VMA_ANON_NAME, ...): -EINVAL when the kernel lacks it. */
     int (*set_name)(void *ctx, void *addr, size_t len, const char *name);
+    /** The page size of the kernel this layer stands for; 0 means the
+     *  running kernel's (sysconf(_SC_PAGESIZE)).  Otherwise a power of two
+     *  and a multiple of the running kernel's, else mmapper_create() is
+     *  -EINVAL.  Chunks are at least a page, and reservations the kernel
+     *  places (quarantine_anywhere) are aligned to it: a layer can stand
+     *  for a kernel with 16 KiB or 64 KiB pages on a 4 KiB one. */
+    size_t page_size;
 };
 
 /**

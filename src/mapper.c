@@ -350,6 +350,9 @@ static const struct mmapper_os *check_os(const struct mmapper_os *os)
         return mmapper_os_default();
     if (!os->mmap || !os->munmap || !os->mprotect || !os->madvise || !os->set_name)
         return NULL;
+    size_t ps = os->page_size;
+    if (ps && ((ps & (ps - 1)) || ps < os_page_size()))   /* powers of two: a multiple */
+        return NULL;
     return os;
 }
 
@@ -358,10 +361,12 @@ MMAPPER_API int mmapper_create(const struct mmapper_config *cfg, mmapper_t **out
     if (!out)
         return -EINVAL;
     *out = NULL;
-    unsigned log_page = (unsigned)__builtin_ctzl(os_page_size());
     unsigned log_chunk = cfg && cfg->log_chunk_bytes ? cfg->log_chunk_bytes : 22;
     const struct mmapper_os *os = check_os(cfg ? cfg->os : NULL);
-    if (log_chunk < log_page || log_chunk > 30 || !os)
+    if (!os)
+        return -EINVAL;
+    unsigned log_page = (unsigned)__builtin_ctzl(os->page_size ? os->page_size : os_page_size());
+    if (log_chunk < log_page || log_chunk > 30)
         return -EINVAL;
 
     int err = fork_handlers_register();

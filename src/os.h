@@ -30,7 +30,8 @@ struct mm_os {
 void os_init(struct mm_os *os, const struct mmapper_os *sys,
              struct mm_counters *counters, bool disable_names);
 
-/* Page size of the running kernel, read once with sysconf(). */
+/* Page size of the running kernel, from sysconf().  (struct mm_os's
+ * page_size is the layer's: the kernel's unless the layer says otherwise.) */
 size_t os_page_size(void);
 
 /* A fresh zero-filled mapping at exactly addr; -EEXIST if anything is there. */

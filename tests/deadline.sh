@@ -39,12 +39,6 @@ fast=$(( 5 * ${MMAPPER_DEADLINE_SCALE:-1} ))
 dumper="$(cd "$(dirname "$0")" && pwd)/dump-stacks.sh"
 export MMAPPER_STACK_DUMPER="$dumper"
 
-# A cross build's tests run through an emulator or loader (scripts/cross.sh
-# sets MMAPPER_TEST_RUNNER): a compiled program gets it as a prefix.
-if [ -n "${MMAPPER_TEST_RUNNER:-}" ] && [ "$(head -c 4 "$1" 2>/dev/null | tr -d '\177')" = ELF ]; then
-    set -- $MMAPPER_TEST_RUNNER "$@"
-fi
-
 # A background job of a non-interactive shell is not a process-group leader,
 # so setsid(1) does not fork: $! is the test itself and leads its own group.
 setsid "$@" &

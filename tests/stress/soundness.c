@@ -119,7 +119,8 @@ static mmapper_t *gate_mapper(struct gate_os *g, unsigned log_chunk)
     test_os_init(&g->tos);
     g->os = (struct mmapper_os){ .ctx = g, .mmap = gate_mmap, .munmap = gate_munmap,
                                  .mprotect = gate_mprotect, .madvise = gate_madvise,
-                                 .set_name = gate_set_name };
+                                 .set_name = gate_set_name,
+                                 .page_size = g->tos.os.page_size };
     mmapper_t *m;
     CHECK_RC(mmapper_create(&(struct mmapper_config){ .log_chunk_bytes = log_chunk,
                                                      .os = &g->os }, &m),

@@ -65,7 +65,8 @@ void stress_parse(int argc, char **argv, const char *summary, struct stress_opts
     const char *div_env = getenv("MMAPPER_STRESS_DIVISOR");
     unsigned long div = div_env ? strtoul(div_env, NULL, 10) : 1;
     if (div > 1) {
-        o->ops = o->ops / div ? o->ops / div : 1;
+        if (!o->exact_ops)
+            o->ops = o->ops / div ? o->ops / div : 1;
         o->rounds = o->rounds / div ? (unsigned)(o->rounds / div) : 1;
         o->seconds /= (double)div;
     }
@@ -109,6 +110,19 @@ void stress_parse(int argc, char **argv, const char *summary, struct stress_opts
     printf("%s: seed=%" PRIu64 " (rerun with --seed %" PRIu64 ")\n", stress_prog, o->seed,
            o->seed);
     fflush(stdout);
+}
+
+const char *stress_emulated(void)
+{
+    const char *e = getenv("MMAPPER_EMULATED");
+    return e && *e ? e : NULL;
+}
+
+void stress_skip_emulated(const char *why)
+{
+    printf("%s: SKIP under %s: %s\n", stress_prog, stress_emulated(), why);
+    fflush(stdout);
+    exit(77);
 }
 
 static _Noreturn void vfail(const char *prefix, const char *fmt, va_list ap)
@@ -386,7 +400,7 @@ void stress_names_os_init(struct names_os *n, struct test_os *t)
 {
     n->os = (struct mmapper_os){ .ctx = n, .mmap = n_mmap, .munmap = n_munmap,
                                  .mprotect = n_mprotect, .madvise = n_madvise,
-                                 .set_name = n_set_name };
+                                 .set_name = n_set_name, .page_size = t->os.page_size };
     n->t = t;
     n->pretend = !stress_kernel_has_names();
 }

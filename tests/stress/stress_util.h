@@ -53,11 +53,19 @@ struct stress_opts {
     uint64_t seed;
     double seconds;      /* > 0: run for this long instead of `ops` */
     unsigned rounds;
+    bool exact_ops;      /* ops is a bound, not an amount of work: never shrunk */
 };
 
 /* Parse --threads N --ops N (alias --steps) --seed S --seconds S --minutes M
  * --rounds N over the defaults in *o; prints usage and exits on a bad flag. */
 void stress_parse(int argc, char **argv, const char *summary, struct stress_opts *o);
+
+/* Under an emulator (scripts/cross.sh sets MMAPPER_EMULATED=qemu-user),
+ * the name of it, else NULL.  A check that reads what the emulator does not
+ * reproduce (the host's /proc views, its per-thread memory) is skipped with
+ * stress_skip_emulated(why): exit 77, one line saying why. */
+const char *stress_emulated(void);
+void stress_skip_emulated(const char *why) __attribute__((noreturn));
 
 /* Print "PROG: FAIL (seed S): message" and exit(1), from any thread. */
 void stress_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -130,6 +130,9 @@ int main(int argc, char **argv)
     struct stress_opts o = { .threads = 1, .ops = 16384, .rounds = 1 };
     stress_parse(argc, argv, "VMAs of 64 GiB mapped chunk by chunk; running out of them "
                              "(--ops: chunks of 4 MiB)", &o);
+    if (stress_emulated())
+        stress_skip_emulated("the fake vm.max_map_count counts lines of /proc/self/maps, "
+                             "which qemu-user rewrites (it merges and hides VMAs)");
     test_os_init(&tos);
     struct mmapper_config cfg = { .os = &tos.os };
 #if UINTPTR_MAX <= 0xffffffffu

@@ -195,6 +195,7 @@ void os_ledger_init(struct os_ledger *l, const struct mmapper_os *next)
                                  .mprotect = l_mprotect, .madvise = l_madvise,
                                  .set_name = l_set_name };
     l->next = next ? next : mmapper_os_default();
+    l->os.page_size = l->next->page_size;   /* the kernel it stands for */
 }
 
 static const uint8_t view_of_state[] = {

@@ -8,7 +8,13 @@
  *  - behave like a kernel without CONFIG_ANON_VMA_NAME, or without
  *    transparent huge pages (MADV_HUGEPAGE and MADV_NOHUGEPAGE: EINVAL);
  *  - enforce a fake vm.max_map_count (ENOMEM once /proc/self/maps has that
- *    many lines), to test running out of VMAs without exhausting the real one.
+ *    many lines), to test running out of VMAs without exhausting the real one;
+ *  - behave like a kernel with bigger pages (16 KiB, 64 KiB): it reports
+ *    that page size (os.page_size), rejects unaligned addresses with EINVAL,
+ *    rounds lengths up to its pages and places mappings on them.
+ * MMAPPER_TEST_KERNEL in the environment sets the kernel every test_os
+ * starts as: a comma list of page=N, noreplace=ignored, thp=none,
+ * names=none (tests/kernels.sh reruns suites on such kernels).
  * All of it is thread-safe.
  */
 #ifndef MMAPPER_TEST_OS_H
@@ -42,6 +48,11 @@ struct test_os {
 };
 
 void test_os_init(struct test_os *t);
+/* The page size the layer stands for (0: the real one); -EINVAL unless a
+ * power of two at least the real page size. */
+int test_os_set_page_size(struct test_os *t, size_t page_size);
+/* Apply MMAPPER_TEST_KERNEL (test_os_init does). */
+void test_os_kernel_from_env(struct test_os *t);
 /* Fail the at-th call (1-based) of kind `call` (or TOS_ANY) with -err. */
 void test_os_fail(struct test_os *t, int call, long at, int err, bool sticky);
 void test_os_clear_faults(struct test_os *t);

@@ -39,6 +39,7 @@ static void expect_foreign_intact(void *at, size_t len, unsigned seed)
 
 Test(noreplace, refuses_foreign_chunk)
 {
+    unit_skip_if_emulated("qemu-user 7.2 takes MAP_FIXED_NOREPLACE as a hint, like a pre-4.17 kernel: the native runs on a simulated old kernel cover that path");
     struct unit u;
     unit_setup(&u, 0);
     char *a = unit_free_range(u.chunk, u.chunk);
@@ -140,9 +141,11 @@ static bool can_map_there(void *p, size_t len)
 
 static void check_anywhere(unsigned log_chunk, size_t nchunks)
 {
+    size_t page = unit_page_size();
+    if (((size_t)1 << log_chunk) < page)
+        return;   /* no such chunk on this kernel (pages::bigger_kernel_pages) */
     struct unit u;
     unit_setup(&u, log_chunk);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t len = nchunks * u.chunk;
     void *p = NULL;
     /* Warm up: the first slab's metadata block is mapped by the kernel
@@ -341,4 +344,78 @@ Test(huge_pages, kernel_without_thp)
     memset(a, 1, u.chunk);
     memset(p, 1, u.chunk);
     unit_teardown(&u);
+}
+
+/* ---- kernels with bigger pages ----------------------------------------------- */
+
+/* What a 16 KiB or 64 KiB page kernel (arm64) changes, on the test layer
+ * that stands for one: chunks are at least a page, reservations the
+ * kernel places are page-aligned, and the layer itself refuses what such a
+ * kernel refuses. */
+static void check_page_size(size_t page)
+{
+    unsigned log_page = (unsigned)__builtin_ctzl(page);
+    struct test_os tos;
+    test_os_init(&tos);
+    cr_assert_eq(test_os_set_page_size(&tos, page), 0);
+    mmapper_t *m = NULL;
+    struct mmapper_config cfg = { .log_chunk_bytes = log_page - 1, .os = &tos.os };
+    cr_assert_eq(mmapper_create(&cfg, &m), -EINVAL, "a chunk below the page");
+    cfg.log_chunk_bytes = log_page;
+    cr_assert_eq(mmapper_create(&cfg, &m), 0, "a chunk of one page");
+    cr_assert_eq(mmapper_granularity(m), page);
+
+    void *p = NULL;
+    cr_assert_eq(mmapper_quarantine_anywhere(m, 5 * page, NULL, &p), 0);
+    cr_assert_eq((uintptr_t)p & (page - 1), 0, "%p not on a %zu-byte page", p, page);
+    cr_assert_eq(mmapper_ensure_mapped(m, (char *)p + page, 2 * page, NULL), 0);
+    cr_assert_eq(mmapper_state(m, p), MMAPPER_QUARANTINED);
+    cr_assert_eq(mmapper_state(m, (char *)p + 2 * page), MMAPPER_MAPPED);
+    memset((char *)p + page, 0x5a, 2 * page);
+    cr_assert_eq(mmapper_protect(m, (char *)p + 2 * page, page), 0);
+    cr_assert_eq(mmapper_decommit(m, (char *)p + page, page), 0);
+    char why[256] = "";
+    cr_assert_eq(procmaps_check(m, p, 5 * page, true, why, sizeof(why)), 0,
+                 "kernel disagrees: %s", why);
+
+    /* The layer is such a kernel: unaligned addresses are EINVAL, lengths
+     * round up to its pages, and it places mappings on them. */
+    size_t real = (size_t)sysconf(_SC_PAGESIZE);
+    cr_assert_eq(tos.os.munmap(tos.os.ctx, (char *)p + real, page), -EINVAL);
+    cr_assert_eq(tos.os.mprotect(tos.os.ctx, (char *)p + real, page, PROT_READ), -EINVAL);
+    void *q = NULL;
+    cr_assert_eq(tos.os.mmap(tos.os.ctx, NULL, 1, PROT_READ, 0, &q), 0);
+    cr_assert_eq((uintptr_t)q & (page - 1), 0);
+    cr_assert_eq(tos.os.munmap(tos.os.ctx, q, 1), 0, "one byte: the whole page");
+    cr_assert(procmaps_range_free(q, page), "the page is gone");
+    cr_assert_eq(tos.os.mmap(tos.os.ctx, NULL, 0, PROT_READ, 0, &q), -EINVAL);
+
+    cr_assert_eq(mmapper_unmap(m, p, 5 * page), 0);
+    cr_assert(procmaps_range_free(p, 5 * page));
+    mmapper_destroy(m);
+}
+
+Test(pages, bigger_kernel_pages)
+{
+    check_page_size(16384);
+    check_page_size(65536);
+}
+
+Test(pages, bad_page_sizes)
+{
+    struct test_os tos;
+    test_os_init(&tos);
+    mmapper_t *m = NULL;
+    struct mmapper_config cfg = { .log_chunk_bytes = 16, .os = &tos.os };
+    size_t real = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t bad[] = { 3 * real, real / 2, real + 1 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tos.os.page_size = bad[i];
+        cr_assert_eq(mmapper_create(&cfg, &m), -EINVAL, "page size %zu", bad[i]);
+        cr_assert_null(m);
+    }
+    cr_assert_eq(test_os_set_page_size(&tos, 3 * real), -EINVAL);
+    tos.os.page_size = 0;   /* the kernel's */
+    cr_assert_eq(mmapper_create(&cfg, &m), 0);
+    mmapper_destroy(m);
 }

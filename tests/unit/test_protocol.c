@@ -106,7 +106,8 @@ static void fixture_setup(struct fixture *f, unsigned log_chunk)
     test_os_init(&f->tos);
     f->hook = (struct hook_os){ .os = { .ctx = &f->hook, .mmap = hook_mmap,
                                         .munmap = hook_munmap, .mprotect = hook_mprotect,
-                                        .madvise = hook_madvise, .set_name = hook_set_name },
+                                        .madvise = hook_madvise, .set_name = hook_set_name,
+                                        .page_size = f->tos.os.page_size },
                                 .next = &f->tos.os };
     struct mmapper_config cfg = { .log_chunk_bytes = log_chunk, .os = &f->hook.os };
     int err = mmapper_create(&cfg, &f->m);
@@ -142,6 +143,15 @@ static long current_syscall(pid_t tid)
     if (strncmp(buf, "running", 7) == 0)
         return -1;
     return strtol(buf, NULL, 10);
+}
+
+/* Under qemu-user /proc/self/task/TID/syscall is the host's view: the
+ * guest's futex is the host's futex system call, whose number
+ * scripts/cross.sh passes in MMAPPER_HOST_SYS_FUTEX. */
+static bool is_futex(long nr)
+{
+    const char *host = getenv("MMAPPER_HOST_SYS_FUTEX");
+    return nr == SYS_futex || (host && *host && nr == strtol(host, NULL, 10));
 }
 
 static void sleep_ms(long ms)
@@ -199,7 +209,7 @@ static bool second_runs_into_lock(struct second *s)
     for (int i = 0; i < 20000; i++) {
         if (atomic_load(&s->returned))
             return false;
-        if (current_syscall(atomic_load(&s->tid)) == SYS_futex)
+        if (is_futex(current_syscall(atomic_load(&s->tid))))
             return true;
         sleep_ms(1);
     }

@@ -62,6 +62,13 @@ static int rec_set_name(void *ctx, void *addr, size_t len, const char *name)
 
 /* ---- fixture -------------------------------------------------------------- */
 
+size_t unit_page_size(void)
+{
+    struct test_os t;
+    test_os_init(&t);
+    return t.os.page_size ? t.os.page_size : (size_t)sysconf(_SC_PAGESIZE);
+}
+
 void unit_setup_cfg(struct unit *u, struct mmapper_config cfg)
 {
     memset(u, 0, sizeof(*u));
@@ -69,7 +76,8 @@ void unit_setup_cfg(struct unit *u, struct mmapper_config cfg)
     u->rec.inner = &u->tos;
     u->rec.os = (struct mmapper_os){ .ctx = &u->rec, .mmap = rec_mmap, .munmap = rec_munmap,
                                      .mprotect = rec_mprotect, .madvise = rec_madvise,
-                                     .set_name = rec_set_name };
+                                     .set_name = rec_set_name,
+                                     .page_size = u->tos.os.page_size };
     cfg.os = &u->rec.os;
     int err = mmapper_create(&cfg, &u->m);
     cr_assert_eq(err, 0, "mmapper_create: %s", mmapper_strerror(err));

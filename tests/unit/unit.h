@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "mmapper.h"
 #include "procmaps.h"
@@ -36,6 +37,20 @@ struct unit {
     mmapper_t *m;
     size_t chunk;
 };
+
+/* Under an emulator (MMAPPER_EMULATED, set by scripts/cross.sh): a test
+ * that depends on what the emulator does not reproduce skips itself,
+ * saying why. */
+#define unit_skip_if_emulated(why)                                               \
+    do {                                                                          \
+        const char *emu_ = getenv("MMAPPER_EMULATED");                           \
+        if (emu_ && *emu_)                                                        \
+            cr_skip_test("under %s: %s", emu_, (why));                           \
+    } while (0)
+
+/* The page size of the kernel the tests' test_os stands for
+ * (MMAPPER_TEST_KERNEL's page=, else the real one). */
+size_t unit_page_size(void);
 
 /* Create u->m with log_chunk (0 = default) on the recording test_os. */
 void unit_setup(struct unit *u, unsigned log_chunk);
