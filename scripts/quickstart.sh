@@ -8,13 +8,16 @@
 #          then `make distcheck`, then the deb step;
 #   deb    builds the Debian packages, checks them with lintian, installs
 #          them, builds and runs the README example against them, removes
-#          them (scripts/deb.sh).
+#          them (scripts/deb.sh);
+#   cross  cross-builds for aarch64 and i386 and runs make check there
+#          (scripts/cross.sh: aarch64 under qemu-user, i386 natively).
+# check ends with the cross step too.
 # Builds go to build/, build-tsan/, build-asan/ beside this script's repo.
 # Warnings are errors in every build.
 set -euo pipefail
 
 mode=${1:-check}
-case "$mode" in bench|check|deb) ;; *) echo "usage: $0 bench|check|deb" >&2; exit 2 ;; esac
+case "$mode" in bench|check|deb|cross) ;; *) echo "usage: $0 bench|check|deb|cross" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -23,6 +26,12 @@ packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
           liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
           gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc
           abigail-tools debhelper lintian dpkg-dev)
+# The cross step: compilers, qemu-user, the i386 loader (the arm64 and i386
+# libraries themselves are unpacked into a sysroot by scripts/cross.sh).
+if [ "$mode" = check ] || [ "$mode" = cross ]; then
+    packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-i686-linux-gnu
+               libc6-dev-i386-cross qemu-user libc6:i386 file)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -39,7 +48,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     # apt and dpkg talk a lot: their output goes to a log, shown on failure.
     log=$root/build-apt.log
     echo "== installing: ${missing[*]} (log: ${log##*/})"
-    if ! { $sudo apt-get update -qq &&
+    foreign=()
+    for a in arm64 i386; do
+        dpkg --print-foreign-architectures | grep -qx "$a" || foreign+=("$a")
+    done
+    if ! { for a in "${foreign[@]}"; do $sudo dpkg --add-architecture "$a"; done &&
+           $sudo apt-get update -qq &&
            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
                "${missing[@]}"; } >"$log" 2>&1; then
         cat "$log" >&2
@@ -61,6 +75,11 @@ build() {   # build DIR [configure args...]
 
 if [ "$mode" = deb ]; then
     bash scripts/deb.sh
+    exit 0
+fi
+
+if [ "$mode" = cross ]; then
+    bash scripts/cross.sh
     exit 0
 fi
 
@@ -103,8 +122,11 @@ MMAPPER_REAL_TESTS=0 make -s -C build distcheck DISTCHECK_CONFIGURE_FLAGS=--enab
 
 bash scripts/deb.sh
 
-# One closing line over the three builds, from automake's test-suite.log files.
+bash scripts/cross.sh
+
+# One closing line over the five builds, from automake's test-suite.log files.
 total() { awk -v k="# $1:" '$1" "$2 == k || $1$2 == k {s += $NF} END {print s+0}' \
-          build/test-suite.log build-tsan/test-suite.log build-asan/test-suite.log; }
-echo "== all checks passed (plain, TSan, ASan+UBSan, distcheck, deb)"
+          build/test-suite.log build-tsan/test-suite.log build-asan/test-suite.log \
+          build-cross-aarch64/test-suite.log build-cross-i386/test-suite.log; }
+echo "== all checks passed (plain, TSan, ASan+UBSan, distcheck, deb, aarch64, i386)"
 echo "tests: $(total PASS) passed, $(total FAIL) failed, $(total SKIP) skipped"
