@@ -3,7 +3,8 @@
 # installs what is missing, builds, and then
 #   bench  runs `make bench` (the quick profile, under 2 minutes on 2 cores);
 #   check  runs the whole test suite: `make check` (gcc, with Redis and
-#          CPython under mmapper-run) and `make check-abi`, then the
+#          CPython under mmapper-run), `make check-abi` and `make
+#          check-model` (the spin model, issue 13), then the
 #          ThreadSanitizer pass (gcc), then AddressSanitizer+UBSan (clang),
 #          then `make distcheck`, then the deb step;
 #   deb    builds the Debian packages, checks them with lintian, installs
@@ -25,7 +26,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 packages=(build-essential autoconf automake libtool pkg-config autoconf-archive
           liburcu-dev libcriterion-dev libjemalloc-dev valgrind clang gnuplot-nox
           gdb python3 redis-server redis-tools libpython3.11-testsuite mandoc
-          abigail-tools debhelper lintian dpkg-dev)
+          abigail-tools debhelper lintian dpkg-dev spin)
 # The cross step: compilers, qemu-user, the i386 loader (the arm64 and i386
 # libraries themselves are unpacked into a sysroot by scripts/cross.sh).
 if [ "$mode" = check ] || [ "$mode" = cross ]; then
@@ -107,6 +108,9 @@ build build
 check build gcc
 echo "== make check-abi"
 make -s -C build check-abi | tail -n 1
+echo "== make check-model (spin; log: build/check-model.log)"
+make -s -C build check-model >build/check-model.log 2>&1 || { cat build/check-model.log; exit 1; }
+tail -n 1 build/check-model.log
 
 build build-tsan --enable-sanitizer=thread
 check build-tsan ThreadSanitizer
