@@ -24,10 +24,10 @@
  *  - Calls are atomic with respect to each other: concurrent calls on
  *    overlapping ranges behave as if they ran one after the other (each is
  *    linearizable), and each chunk transition makes its system call exactly
- *    once.  A range is handled in windows of 32 slabs (slabs are 256
- *    chunks, 1 GiB at the default chunk size): the first window runs from
- *    the range's first slab to the next multiple of 32 slabs after it, the
- *    others are aligned to 32 slabs.  Each window is atomic, also against
+ *    once.  A range is handled in windows of 32 consecutive slabs (slabs
+ *    are 256 chunks, 1 GiB at the default chunk size), the first starting
+ *    at the range's first slab, each next one where the previous ended.
+ *    Each window is atomic, also against
  *    slabs created meanwhile; a range that touches at most 32 slabs is one
  *    window (any range of at most 31 * 256 + 1 = 7937 chunks, or one that
  *    starts on a slab boundary and has at most 8192 chunks).  A lock-free
@@ -41,10 +41,11 @@
  *    (about 400 KiB per mapper: beyond it, empty slabs stay in the table and
  *    are reused).
  *  - An illegal transition (-EINVAL) or a conflict is found before any system
- *    call: nothing changes.  When a system call fails, the chunks that earlier
- *    system calls of the same call moved keep their new state, the others
- *    keep their old one, and the kernel's mappings agree with the recorded
- *    state either way.
+ *    call of its window: in a range of one window nothing changes; in a
+ *    longer range the windows before it keep their new state.  When a
+ *    system call fails, the chunks that earlier system calls of the same
+ *    call moved keep their new state, the others keep their old one, and
+ *    the kernel's mappings agree with the recorded state either way.
  *  - No function calls malloc() once the first mapper exists; metadata comes
  *    straight from mmap, so the library can back a malloc implementation.
  *    The first mmapper_create() of a process (or of a forked child) may

@@ -3,8 +3,8 @@
 # installs what is missing, builds, and then
 #   bench  runs `make bench` (the quick profile, under 2 minutes on 2 cores);
 #   check  runs the whole test suite: `make check` (gcc, with Redis and
-#          CPython under mmapper-run), `make check-abi` and `make
-#          check-model` (the spin model, issue 13), then the
+#          CPython under mmapper-run), `make check-abi`, `make
+#          check-model` (the spin model) and `make fuzz` for 60 s, then the
 #          ThreadSanitizer pass (gcc), then AddressSanitizer+UBSan (clang),
 #          then `make distcheck`, then the deb step;
 #   deb    builds the Debian packages, checks them with lintian, installs
@@ -111,6 +111,9 @@ make -s -C build check-abi | tail -n 1
 echo "== make check-model (spin; log: build/check-model.log)"
 make -s -C build check-model >build/check-model.log 2>&1 || { cat build/check-model.log; exit 1; }
 tail -n 1 build/check-model.log
+echo "== make fuzz FUZZ_SECONDS=60 (libFuzzer; log: build/fuzz.log)"
+make -s -C build fuzz FUZZ_SECONDS=60 >build/fuzz.log 2>&1 || { tail -n 60 build/fuzz.log; exit 1; }
+tail -n 2 build/fuzz.log
 
 build build-tsan --enable-sanitizer=thread
 check build-tsan ThreadSanitizer

@@ -27,7 +27,7 @@ static inline void *chunk_addr(const mmapper_t *m, uintptr_t chunk)
 /*
  * Move every chunk of r as op says, window by window.  A window is the part
  * of r in WINDOW_SLABS consecutive slabs (the first starts at r's first
- * slab, the others at multiples of WINDOW_SLABS), and each window is
+ * slab, each next one where the previous ended), and each window is
  * linearizable: it takes effect at one instant between the call and its
  * return, also against slabs that do not exist yet.  No read-side section
  * spans a lock wait or a system call, and the calling thread never waits for
