@@ -215,12 +215,14 @@ int os_decommit(struct mm_os *os, void *addr, size_t len, size_t chunk, bool *go
          * it, so any hole at all means our old mapping is gone entirely.
          * Ask the kernel itself, not the OS layer (a query, changing
          * nothing): mincore answers ENOMEM for an unmapped page; the first
-         * page of each chunk is looked at.  A foreign mapping that covers
-         * every one of them cannot be told from our own: that race is the
-         * one case left undetected. */
+         * page of each chunk is looked at, one page of the running kernel
+         * (mincore writes a byte per kernel page; the layer's pages may be
+         * bigger).  A foreign mapping that covers every one of them cannot
+         * be told from our own: that race is the one case left undetected. */
+        size_t kernel_page = os_page_size();
         for (size_t off = 0; off < len && !*gone; off += chunk) {
             unsigned char resident;
-            *gone = mincore((char *)addr + off, os->page_size, &resident) != 0 &&
+            *gone = mincore((char *)addr + off, kernel_page, &resident) != 0 &&
                     errno == ENOMEM;
         }
     }
