@@ -4,7 +4,8 @@ fuzz/corpus/: one small input per feature, in the harness's input format.
 
     python3 fuzz/gen-corpus.py [DIR]
 
-Format (harness.c): 6 header bytes, two per mapper:
+Format (fuzz/harness.c; each call's arguments: fuzz/input.c and the call's
+fz_do_* function): 6 header bytes, two per mapper:
   c1: log2 chunk = 12 + c1 % 5; bit 3 block_signals; bit 4 disable_names;
       bit 5 the real kernel (no test OS layer); bit 6 test OS without names;
       bit 7 test OS without THP

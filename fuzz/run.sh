@@ -1,5 +1,6 @@
 #!/bin/sh
-# Build the libFuzzer harness (fuzz/harness.c) with clang and run it.
+# Build the libFuzzer harness (fuzz/harness.c and its files) with clang and
+# run it.
 #
 #   fuzz/run.sh            (or `make fuzz FUZZ_SECONDS=N` from a build tree)
 #
@@ -44,12 +45,21 @@ common="-std=c11 -g -O1 -fno-omit-frame-pointer -pthread -DMMAPPER_URCU_LIBRARY_
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 echo "fuzz: building $work/fuzz-mmapper"
+# The harness's files, as fuzz_replay_SOURCES in fuzz/Makefile.inc lists them
+# (without replay.c: libFuzzer brings main).
+harness="harness.c input.c model.c mappers.c checks.c ops_mapping.c ops_query.c"
 objs=
-for src in "$top"/src/*.c "$top"/fuzz/harness.c; do
-    obj="$work/obj/$(basename "$(dirname "$src")")-$(basename "$src" .c).o"
-    # Coverage for the library and the harness.
-    $cc $common $san -fsanitize=fuzzer-no-link -c -o "$obj" "$src"
+# Coverage for the library and the harness.
+compile_cov() {   # compile_cov SRC
+    obj="$work/obj/$(basename "$(dirname "$1")")-$(basename "$1" .c).o"
+    $cc $common $san -fsanitize=fuzzer-no-link -c -o "$obj" "$1"
     objs="$objs $obj"
+}
+for src in "$top"/src/*.c; do
+    compile_cov "$src"
+done
+for f in $harness; do
+    compile_cov "$top/fuzz/$f"
 done
 for src in "$top"/tests/support/test_os.c "$top"/tests/support/procmaps.c; do
     obj="$work/obj/support-$(basename "$src" .c).o"
