@@ -87,11 +87,13 @@ register_qemu_aarch64() {
 }
 
 run_arch() {   # run_arch ARCH
-    local arch=$1 triplet debarch emulated stress_divisor deadline_scale
+    local arch=$1 triplet debarch emulated stress_divisor deadline_scale no_binfmt=
     case "$arch" in
         aarch64) triplet=aarch64-linux-gnu; debarch=arm64
                  command -v qemu-aarch64 >/dev/null || { echo "cross: qemu-aarch64 missing (apt-get install qemu-user)" >&2; return 1; }
-                 register_qemu_aarch64
+                 # Without binfmt_misc (an unprivileged container) the build
+                 # still runs and the missing test run is said, not hidden.
+                 register_qemu_aarch64 || no_binfmt=1
                  emulated=qemu-user; stress_divisor=8; deadline_scale=6 ;;
         i386)    triplet=i686-linux-gnu; debarch=i386
                  [ -e /lib/ld-linux.so.2 ] || { echo "cross: /lib/ld-linux.so.2 missing (apt-get install libc6:i386)" >&2; return 1; }
@@ -120,6 +122,10 @@ run_arch() {   # run_arch ARCH
         LDFLAGS="-L$sysroot/usr/lib/$multi -Wl,-rpath-link,$libs" &&
      make -s -j"$jobs") >"$dir/build.log" 2>&1 || { tail -n 60 "$dir/build.log"; return 1; }
 
+    if [ -n "$no_binfmt" ]; then
+        echo "$arch: built; tests NOT run: qemu-aarch64 could not be registered with binfmt_misc"
+        return 0
+    fi
     echo "== $arch: make check (log: ${dir##*/}/check.log)"
     # The target's libraries: LD_LIBRARY_PATH for the target's loader (the
     # host's skips them, they are of another class or machine), and for
