@@ -18,9 +18,9 @@
 #define NSLABS 4096
 /* 1 GiB slabs over 16-64 TiB; under qemu-user, which cannot track a
  * reservation that big (the guest crashes), 1 MiB slabs over 8-16 GiB. */
-#define TABLE_LOG_CHUNK (emulated() ? 12 : 22)
-#define HUGE_LOG_MAX (emulated() ? 34u : 46u)
-#define HUGE_LOG_MIN (emulated() ? 33u : 44u)
+#define TABLE_LOG_CHUNK (unit_emulated() ? 12 : 22)
+#define HUGE_LOG_MAX (unit_emulated() ? 34u : 46u)
+#define HUGE_LOG_MIN (unit_emulated() ? 33u : 44u)
 #else   /* 32-bit pointers: 512 slabs of 1 MiB (4 KiB chunks) over 1-2 GiB */
 #define NSLABS 512
 #define TABLE_LOG_CHUNK 12
@@ -28,11 +28,6 @@
 #define HUGE_LOG_MIN 30u
 #endif
 
-static inline bool emulated(void)
-{
-    const char *e = getenv("MMAPPER_EMULATED");
-    return e && *e;
-}
 
 /* The big-table fixture.  With 32-bit pointers on a (simulated) kernel of
  * 16 KiB or 64 KiB pages, chunks are at least 16 KiB, and NSLABS slabs of

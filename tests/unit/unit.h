@@ -41,11 +41,15 @@ struct unit {
 /* Under an emulator (MMAPPER_EMULATED, set by scripts/cross.sh): a test
  * that depends on what the emulator does not reproduce skips itself,
  * saying why. */
+static inline const char *unit_emulated(void)
+{
+    const char *e = getenv("MMAPPER_EMULATED");
+    return e && *e ? e : NULL;
+}
 #define unit_skip_if_emulated(why)                                               \
     do {                                                                          \
-        const char *emu_ = getenv("MMAPPER_EMULATED");                           \
-        if (emu_ && *emu_)                                                        \
-            cr_skip_test("under %s: %s", emu_, (why));                           \
+        if (unit_emulated())                                                      \
+            cr_skip_test("under %s: %s", unit_emulated(), (why));                \
     } while (0)
 
 /* The page size of the kernel the tests' test_os stands for
