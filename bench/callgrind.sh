@@ -18,7 +18,7 @@ out=bench/callgrind.out
 instructions() {   # mode calls
     f=$out.$1.$2
     fn=mmapper_is_mapped
-    [ "$1" = ensure ] && fn=mmapper_ensure_mapped
+    case $1 in ensure|fresh) fn=mmapper_ensure_mapped ;; esac
     $LIBTOOL --mode=execute valgrind --tool=callgrind --collect-atstart=no \
         --toggle-collect=$fn --callgrind-out-file="$f" \
         "$probe" "$2" "$1" >"$f.log" 2>&1 || {
@@ -28,15 +28,20 @@ instructions() {   # mode calls
     sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f"
 }
 
-for mode in hit miss ensure; do
-    i1=$(instructions $mode $N1)
-    i2=$(instructions $mode $N2)
-    per_call=$(awk -v a="$i1" -v b="$i2" -v n1=$N1 -v n2=$N2 \
+for mode in hit miss ensure fresh; do
+    n1=$N1 n2=$N2
+    # A fresh map costs some thousand instructions and two system calls:
+    # fewer calls measure it as well.
+    [ $mode = fresh ] && n1=$((N1 / 10)) n2=$((N2 / 10))
+    i1=$(instructions $mode $n1)
+    i2=$(instructions $mode $n2)
+    per_call=$(awk -v a="$i1" -v b="$i2" -v n1=$n1 -v n2=$n2 \
         'BEGIN { printf "%.1f", (b - a) / (n2 - n1) }')
     case $mode in
     hit) echo "is_mapped_instructions: $per_call"; hit=$per_call ;;
     miss) echo "is_mapped_miss_instructions: $per_call" ;;
     ensure) echo "fast_path_instructions: $per_call (ensure_mapped of one Mapped page)" ;;
+    fresh) echo "fresh_map_instructions: $per_call (ensure_mapped of one fresh chunk, user space only)" ;;
     esac
 done
 awk -v x="$hit" 'BEGIN { if (x <= 40) printf "target_is_mapped_instructions: met: %s <= 40\n", x;

@@ -1,9 +1,13 @@
 /*
  * The workload bench/callgrind.sh counts: `callgrind_probe N hit|miss|ensure`
  * makes N mmapper_is_mapped calls on mapped (hit) or never-mapped (miss)
- * addresses, or N mmapper_ensure_mapped calls of one page already Mapped.  The script runs it for two N and divides the difference in
- * instructions by the difference in calls, so setup, thread registration
- * and lazy binding cancel out.
+ * addresses, N mmapper_ensure_mapped calls of one page already Mapped
+ * (ensure), or N mmapper_ensure_mapped calls that each map a fresh chunk
+ * (fresh: rounds of FRESH_ROUND chunks of one slab, unmapped between
+ * rounds, as bench/ fresh-disjoint does; the unmap is not counted).  The
+ * script runs it for two N and divides the difference in instructions by
+ * the difference in calls, so setup, thread registration and lazy binding
+ * cancel out.  Instructions only: the kernel's work is not counted.
  */
 #include "config.h"
 
@@ -15,14 +19,15 @@
 
 #define ADDRS 1024
 #define CHUNKS 64
+#define FRESH_ROUND 32
 
 static volatile unsigned long sink;
 
 int main(int argc, char **argv)
 {
     if (argc != 3 || (strcmp(argv[2], "hit") && strcmp(argv[2], "miss") &&
-                      strcmp(argv[2], "ensure"))) {
-        fprintf(stderr, "usage: callgrind_probe N hit|miss|ensure\n");
+                      strcmp(argv[2], "ensure") && strcmp(argv[2], "fresh"))) {
+        fprintf(stderr, "usage: callgrind_probe N hit|miss|ensure|fresh\n");
         return 2;
     }
     unsigned long n = strtoul(argv[1], NULL, 0);
@@ -36,6 +41,25 @@ int main(int argc, char **argv)
         (err = mmapper_ensure_mapped(m, region, CHUNKS * chunk, NULL)) != 0) {
         fprintf(stderr, "callgrind_probe: %s\n", mmapper_strerror(err));
         return 1;
+    }
+    if (!strcmp(argv[2], "fresh")) {
+        /* The reservation is given back first: its chunks become Unmapped,
+         * and each round maps FRESH_ROUND of them afresh. */
+        if ((err = mmapper_unmap(m, region, CHUNKS * chunk)) != 0) {
+            fprintf(stderr, "callgrind_probe: %s\n", mmapper_strerror(err));
+            return 1;
+        }
+        for (unsigned long done = 0; done < n; done += FRESH_ROUND) {
+            for (unsigned i = 0; i < FRESH_ROUND && done + i < n; i++)
+                err |= mmapper_ensure_mapped(m, (char *)region + i * chunk, chunk, NULL);
+            err |= mmapper_unmap(m, region, FRESH_ROUND * chunk);
+            if (err) {
+                fprintf(stderr, "callgrind_probe: %s\n", mmapper_strerror(err));
+                return 1;
+            }
+        }
+        mmapper_destroy(m);
+        return 0;
     }
     /* Misses lie 1 TiB and more away: no slab covers them. */
     static uintptr_t addrs[ADDRS];

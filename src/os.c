@@ -110,6 +110,7 @@ void os_init(struct mm_os *os, const struct mmapper_os *sys,
     os->sys = sys ? sys : &kernel_os;
     os->counters = counters;
     os->page_size = os->sys->page_size ? os->sys->page_size : os_page_size();
+    os->cancel_points = os->sys != &kernel_os;
     os->names_disabled = disable_names;
     atomic_init(&os->names_unsupported, false);
     atomic_init(&os->huge_unsupported, false);

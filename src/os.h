@@ -22,6 +22,9 @@ struct mm_os {
     const struct mmapper_os *sys;
     struct mm_counters *counters;
     size_t page_size;
+    /* The caller's own layer: its functions may be cancellation points.
+     * The kernel's layer makes raw system calls, none of which is. */
+    bool cancel_points;
     bool names_disabled;              /* by configuration */
     atomic_bool names_unsupported;    /* the kernel said EINVAL once */
     atomic_bool huge_unsupported;     /* likewise for huge-page advice */
