@@ -123,10 +123,24 @@ MMAPPER_API mmapper_state_t mmapper_state(const mmapper_t *m, const void *addr)
 /* A batch re-enters its read-side section every MANY_SECTION addresses, so
  * that a scan of millions of words never holds the reclaimer back for long. */
 #define MANY_SECTION 4096
-/* Addresses are looked up MANY_AHEAD behind the one whose slot is being
- * prefetched: consecutive lookups' cache misses overlap instead of queueing
- * one behind the other.  A power of two (a ring of pending slots). */
+/*
+ * A lookup in a large table misses the cache twice, one miss after the
+ * other: the slot, then the slab it points to.  A batch overlaps them in a
+ * pipeline of three stages MANY_AHEAD addresses apart: the slot of address
+ * i + 2*MANY_AHEAD is prefetched, the slab named by the (by then cached)
+ * slot of address i + MANY_AHEAD is prefetched, and address i is looked up.
+ * A power of two: the pending addresses are a ring of 2*MANY_AHEAD.
+ *
+ * The middle stage pays only where slabs miss the cache: with a table of
+ * fewer than MANY_DEEP_SLOTS slots (16 bytes each: the slots and their
+ * slabs fit in a core's L2 cache) its instructions cost more than it
+ * saves, and a batch prefetches slots alone, MANY_AHEAD ahead.  (Measured:
+ * is-mapped-many-hit with 1024 slabs 2.1 ns per address without it, 2.5
+ * with it; large-table-many at 10^6 slabs 26.6 ns without, 20 with.)
+ */
 #define MANY_AHEAD 8
+#define MANY_RING (2 * MANY_AHEAD)
+#define MANY_DEEP_SLOTS ((uintptr_t)1 << 16)
 
 struct pending {
     uintptr_t chunk;      /* UINTPTR_MAX: outside the address space, false */
@@ -146,24 +160,43 @@ static inline void many_prepare(const struct slab_array *a, unsigned shift, cons
     __builtin_prefetch(&a->slots[p->slot]);
 }
 
-/* Inlined twice, with mapped NULL and not: the count-only loop stores
- * nothing per address. */
-static inline __attribute__((always_inline)) size_t
-many_in_section(const mmapper_t *m, const void *const addrs[], size_t n, bool mapped[])
+/* The second stage: prefetch the slab header (its key) and the chunk's
+ * state byte of the slab in the probe's first slot.  Relaxed: the pointer
+ * is only a hint for the prefetch, nothing is read through it here (the
+ * lookup proper loads it again with acquire).  NULL, the tombstone or a
+ * slab of another key cost one useless prefetch, never a fault. */
+static inline void many_prefetch_slab(const struct slab_array *a, const struct pending *p)
 {
-    const struct slab_array *a = slab_table_array(&m->table);
-    const unsigned shift = m->chunk_shift;
-    struct pending ring[MANY_AHEAD];
-    size_t ahead = n < MANY_AHEAD ? n : MANY_AHEAD;
-    for (size_t i = 0; i < ahead; i++)
+    if (p->chunk == UINTPTR_MAX)
+        return;
+    uintptr_t s = (uintptr_t)atomic_load_explicit(
+        (_Atomic(struct slab *) *)&a->slots[p->slot].slab, memory_order_relaxed);
+    __builtin_prefetch((const void *)s);
+    __builtin_prefetch((const void *)(s + offsetof(struct slab, state) +
+                                      (p->chunk & CHUNK_INDEX_MASK)));
+}
+
+/* Inlined four times, with mapped NULL and not (the count-only loop stores
+ * nothing per address) and deep or not (the middle stage above). */
+static inline __attribute__((always_inline)) size_t
+many_run(const struct slab_array *a, unsigned shift, const void *const addrs[], size_t n,
+         bool mapped[], bool deep)
+{
+    const size_t ahead = deep ? MANY_RING : MANY_AHEAD;   /* of the first stage */
+    struct pending ring[MANY_RING];
+    for (size_t i = 0; i < n && i < ahead; i++)
         many_prepare(a, shift, addrs[i], &ring[i]);
+    for (size_t i = 0; deep && i < n && i < MANY_AHEAD; i++)
+        many_prefetch_slab(a, &ring[i]);
     uintptr_t last_key = UINTPTR_MAX;
     const struct slab *last = NULL;
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
-        struct pending p = ring[i & (MANY_AHEAD - 1)];
-        if (i + MANY_AHEAD < n)
-            many_prepare(a, shift, addrs[i + MANY_AHEAD], &ring[i & (MANY_AHEAD - 1)]);
+        struct pending p = ring[i & (ahead - 1)];
+        if (deep && i + MANY_AHEAD < n)
+            many_prefetch_slab(a, &ring[(i + MANY_AHEAD) & (MANY_RING - 1)]);
+        if (i + ahead < n)   /* into the entry just taken (ahead divides the ring) */
+            many_prepare(a, shift, addrs[i + ahead], &ring[i & (ahead - 1)]);
         bool yes = false;
         if (p.chunk != UINTPTR_MAX) {
             uintptr_t key = p.chunk >> SLAB_LOG_CHUNKS;
@@ -182,6 +215,18 @@ many_in_section(const mmapper_t *m, const void *const addrs[], size_t n, bool ma
     return count;
 }
 
+static size_t many_in_section(const mmapper_t *m, const void *const addrs[], size_t n,
+                              bool mapped[])
+{
+    const struct slab_array *a = slab_table_array(&m->table);
+    const unsigned shift = m->chunk_shift;
+    if (a->mask >= MANY_DEEP_SLOTS - 1)
+        return mapped ? many_run(a, shift, addrs, n, mapped, true)
+                      : many_run(a, shift, addrs, n, NULL, true);
+    return mapped ? many_run(a, shift, addrs, n, mapped, false)
+                  : many_run(a, shift, addrs, n, NULL, false);
+}
+
 MMAPPER_API size_t mmapper_is_mapped_many(const mmapper_t *m, const void *const addrs[],
                                           size_t n, bool mapped[])
 {
@@ -194,10 +239,7 @@ MMAPPER_API size_t mmapper_is_mapped_many(const mmapper_t *m, const void *const 
     for (size_t done = 0; done < n;) {
         size_t k = n - done < MANY_SECTION ? n - done : MANY_SECTION;
         bool fork_reader = rcu_read_enter();
-        if (mapped)
-            count += many_in_section(m, addrs + done, k, mapped + done);
-        else
-            count += many_in_section(m, addrs + done, k, NULL);
+        count += many_in_section(m, addrs + done, k, mapped ? mapped + done : NULL);
         rcu_read_exit(fork_reader);
         done += k;
     }

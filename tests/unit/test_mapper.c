@@ -437,3 +437,59 @@ Test(many, bad_arguments)
     cr_assert(mapped[0] && mapped[1] && !mapped[2]);
     unit_teardown(&u);
 }
+
+/* A table of more than 2^16 slots: batches take the deeper pipeline (they
+ * prefetch each slot's slab too), which must answer exactly as single
+ * lookups do, tombstones included. */
+Test(many, deep_table_agrees_with_single_lookups)
+{
+    if (sizeof(void *) < 8)
+        cr_skip_test("50,000 slabs of 16 MiB need a 64-bit address space");
+    unit_skip_if_emulated("50,000 slabs and 43,000 system calls under an emulator");
+    struct unit u;
+    unit_setup(&u, 16);   /* 64 KiB chunks: also on the simulated 64 KiB-page kernel */
+    enum { SLABS = 50000 };
+    size_t slab = SLAB_CHUNKS * u.chunk, bytes = SLABS * slab;
+    void *region;
+    cr_assert_eq(mmapper_quarantine_anywhere(u.m, bytes, NULL, &region), 0);
+    char *base = region;
+    /* One chunk Mapped in each of two slabs in three; every fifth slab
+     * given back whole, which leaves a tombstone in its slot. */
+    for (size_t s = 0; s < SLABS; s++) {
+        char *at = base + s * slab;
+        if (s % 5 == 4)
+            cr_assert_eq(mmapper_unmap(u.m, at, slab), 0);
+        else if (s % 3 != 2)
+            cr_assert_eq(mmapper_ensure_mapped(u.m, at + (s * 37 % SLAB_CHUNKS) * u.chunk,
+                                               u.chunk, NULL), 0);
+    }
+    struct mmapper_stats st;
+    mmapper_get_stats(u.m, &st);
+    cr_assert_geq(st.table_capacity, 1u << 16, "table of %llu slots: not deep",
+                  (unsigned long long)st.table_capacity);
+    enum { N = 20011 };
+    static const void *addrs[N];
+    static bool mapped[N];
+    uint64_t x = 2463534242ull;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t s = x % (SLABS + 100);   /* some beyond the region */
+        /* Half of them at the slab's Mapped chunk (if it has one). */
+        size_t c = i % 2 ? s * 37 % SLAB_CHUNKS : (x >> 32) % SLAB_CHUNKS;
+        addrs[i] = base + s * slab + c * u.chunk + (x >> 20) % u.chunk;
+    }
+    size_t expect = 0;
+    for (size_t i = 0; i < N; i++)
+        expect += mmapper_is_mapped(u.m, addrs[i]);
+    /* The odd ones hit where the slab has a Mapped chunk (8 slabs in 15):
+     * about 0.27 N in all. */
+    cr_assert_gt(expect, N / 5);
+    cr_assert_lt(expect, N / 2);
+    memset(mapped, 0xff, sizeof(mapped));
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
+    for (size_t i = 0; i < N; i++)
+        cr_assert_eq(mapped[i], mmapper_is_mapped(u.m, addrs[i]), "address %zu: %p", i, addrs[i]);
+    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, NULL), expect);
+    cr_assert_eq(mmapper_unmap(u.m, base, bytes), 0);
+    unit_teardown(&u);
+}
