@@ -51,6 +51,12 @@ struct impl {
     /* One batch of lookups (a conservative scan's words): mmapper's
      * mmapper_is_mapped_many, the baselines' own lookup in a loop. */
     uint64_t (*count_batch)(void *self, const void *const *words, size_t n);
+
+    /* For the large-table scenario (NULL where an implementation has no
+     * such thing): record [start, start+bytes) as Mapped without a system
+     * call (mmapper_mark_as_mapped), and the bytes of metadata held now. */
+    int (*mark_mapped)(void *self, void *start, size_t bytes);
+    uint64_t (*metadata_bytes)(void *self);
 };
 
 extern const struct impl impl_mmapper;

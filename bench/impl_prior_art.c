@@ -36,6 +36,7 @@ struct prior_art {
     _Atomic(struct l2 *) *top;
     pthread_mutex_t lock;
     struct l2 *all;    /* under lock */
+    _Atomic size_t l2_count;
     _Atomic uint64_t syscalls;
 };
 
@@ -80,6 +81,7 @@ static struct l2 *pa_l2(struct prior_art *p, uintptr_t chunk)
     memset(s, 0, sizeof(*s));
     s->next = p->all;
     p->all = s;
+    atomic_fetch_add_explicit(&p->l2_count, 1, memory_order_relaxed);
     /* Release: the zeroed states are visible before the pointer. */
     atomic_store_explicit(slot, s, memory_order_release);
     return s;
@@ -135,6 +137,30 @@ static int pa_unmap(void *self, void *start, size_t bytes)
     return pa_apply(self, OP_UNMAP, start, bytes);
 }
 
+/* Record chunks as Mapped, no system call (the large-table scenario). */
+static int pa_mark_mapped(void *self, void *start, size_t bytes)
+{
+    struct prior_art *p = self;
+    uintptr_t s = (uintptr_t)start;
+    if (bytes == 0 || s + bytes < s || s + bytes > (uintptr_t)1 << LOG_MAPPABLE)
+        return -EINVAL;
+    uintptr_t first = s >> p->shift, end = ((s + bytes - 1) >> p->shift) + 1;
+    pthread_mutex_lock(&p->lock);
+    for (uintptr_t c = first; c < end; c++)
+        atomic_store_explicit(&pa_l2(p, c)->state[c & (L2_CHUNKS - 1)], ST_MAPPED,
+                              memory_order_relaxed);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* The top level and every second level. */
+static uint64_t pa_metadata_bytes(void *self)
+{
+    struct prior_art *p = self;
+    return p->top_entries * sizeof(*p->top) +
+           atomic_load_explicit(&p->l2_count, memory_order_relaxed) * sizeof(struct l2);
+}
+
 static BENCH_NOINLINE bool pa_is_mapped(void *self, const void *addr)
 {
     const struct prior_art *p = self;
@@ -186,4 +212,6 @@ const struct impl impl_prior_art = {
     .count_mapped = pa_count_mapped,
     .count_batch = pa_count_batch,
     .ensure_each = pa_ensure_each,
+    .mark_mapped = pa_mark_mapped,
+    .metadata_bytes = pa_metadata_bytes,
 };

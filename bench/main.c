@@ -49,6 +49,8 @@ int main(int argc, char **argv)
         scenario_alloc_mix(&b);
     if (options_wants(&o, "churn"))
         scenario_churn(&b);
+    if (options_wants(&o, "large-table"))
+        scenario_large_table(&b);
     progress("metadata probe");
     metadata_probe(&b);
 

@@ -14,10 +14,12 @@ static const char usage[] =
     "               [--reps N] [--rounds N] [--log-chunk 12..22] [--seed S]\n"
     "               [--csv FILE] [--scenario NAME[,NAME]]\n"
     "scenarios: race-same fresh-disjoint mapped-fast-path is-mapped conservative-scan alloc-mix churn\n"
+    "           large-table\n"
     "The quick profile (default) takes about a minute; --full takes several.\n";
 
 static const char *const scenario_names[] = {
     "race-same", "fresh-disjoint", "mapped-fast-path", "is-mapped", "conservative-scan", "alloc-mix", "churn",
+    "large-table",
 };
 
 static void bad(const char *fmt, const char *arg)

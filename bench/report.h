@@ -40,6 +40,9 @@ void report_print(const struct table *t);
 const struct row *report_find(const char *table, const char *impl, int threads);
 void report_write_csv(const char *path);
 
+/* The large-table sizes: 10^4, 10^5, 10^6 slabs. */
+#define LT_SIZES 3
+
 /* What the summary needs beyond the rows. */
 struct facts {
     bool race_ran, race_exact;      /* mmapper made exactly C syscalls per round */
@@ -48,6 +51,8 @@ struct facts {
     uint64_t meta_empty_bytes;
     double meta_per_gib;            /* contiguous: fast-path layout */
     double meta_per_gib_sparse;     /* 16 chunks per slab: is-mapped layout */
+    bool scale_done;                /* large-table: [0] mmapper, [1] prior-art */
+    double scale_meta_per_slab[2][LT_SIZES];
 };
 
 /* The summary block and the target verdicts (summary.c). */

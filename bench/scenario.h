@@ -91,6 +91,7 @@ void scenario_is_mapped(struct bench *b);
 void scenario_scan(struct bench *b);
 void scenario_alloc_mix(struct bench *b);
 void scenario_churn(struct bench *b);
+void scenario_large_table(struct bench *b);
 void metadata_probe(struct bench *b);
 
 #endif

@@ -103,6 +103,34 @@ void report_summary(const struct facts *f)
     value("fresh_2t_ratio_to_limit", fresh2);
     value("race_ratio_to_limit_64t", race_limit);
 
+    /* large-table: the worst size for single lookups; for batches the
+     * sizes where caches no longer hold the table (10^5, 10^6). */
+    static const char *const sizes[LT_SIZES] = { "1e4", "1e5", "1e6" };
+    double scale_single_max = NAN, scale_many_max = NAN;
+    for (int si = 0; si < LT_SIZES; si++) {
+        char table[32], key[64];
+        snprintf(table, sizeof(table), "large-table-%s", sizes[si]);
+        double single = ns(table, "mmapper", 1) / ns(table, "prior-art", 1);
+        snprintf(key, sizeof(key), "scale_is_mapped_ns_%s", sizes[si]);
+        value(key, ns(table, "mmapper", 1));
+        snprintf(key, sizeof(key), "scale_is_mapped_ratio_to_prior_art_%s", sizes[si]);
+        value(key, single);
+        snprintf(table, sizeof(table), "large-table-many-%s", sizes[si]);
+        double many_ratio = ns(table, "mmapper", 1) / ns(table, "prior-art", 1);
+        snprintf(key, sizeof(key), "scale_many_ratio_to_prior_art_%s", sizes[si]);
+        value(key, many_ratio);
+        if (!isnan(single) && !(single <= scale_single_max))
+            scale_single_max = single;
+        if (si > 0 && !isnan(many_ratio) && !(many_ratio <= scale_many_max))
+            scale_many_max = many_ratio;
+    }
+    value("scale_is_mapped_ratio_to_prior_art_max", scale_single_max);
+    value("scale_many_ratio_to_prior_art_max", scale_many_max);
+    value("scale_metadata_bytes_per_slab",
+          f->scale_done ? f->scale_meta_per_slab[0][LT_SIZES - 1] : NAN);
+    value("scale_prior_art_metadata_bytes_per_slab",
+          f->scale_done ? f->scale_meta_per_slab[1][LT_SIZES - 1] : NAN);
+
     target("is_mapped_vs_prior_art", is_mapped / prior, true, 2.0);
     target("is_mapped_scaling_2t", scale2, false, 1.8);
     target("is_mapped_scaling_64t_vs_2t", scale64, false, 0.9);
@@ -116,5 +144,7 @@ void report_summary(const struct facts *f)
     target("is_mapped_many_vs_prior_art", many / many_prior, true, 1.2);
     target("fresh_2t_vs_limit", fresh2, true, 1.10);
     target("race_64t_vs_limit", race_limit, true, 1.10);
+    target("scale_is_mapped_vs_prior_art", scale_single_max, true, 2.0);
+    target("scale_many_vs_prior_art", scale_many_max, true, 1.0);
     fflush(stdout);
 }
