@@ -215,8 +215,8 @@ many_run(const struct slab_array *a, unsigned shift, const void *const addrs[], 
     return count;
 }
 
-static size_t many_in_section(const mmapper_t *m, const void *const addrs[], size_t n,
-                              bool mapped[])
+static inline __attribute__((always_inline)) size_t
+many_in_section(const mmapper_t *m, const void *const addrs[], size_t n, bool mapped[])
 {
     const struct slab_array *a = slab_table_array(&m->table);
     const unsigned shift = m->chunk_shift;
