@@ -375,6 +375,33 @@ Test(stats, gauges_and_counters_follow_transitions)
 
 /* ---- mmapper_is_mapped_many -------------------------------------------- */
 
+/* The next xorshift64 value of *x. */
+static uint64_t next_random(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+/* How many of addrs[0..n) single lookups find Mapped. */
+static size_t count_single(const mmapper_t *m, const void *const addrs[], size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += mmapper_is_mapped(m, addrs[i]);
+    return count;
+}
+
+/* A batch (mapped filled, and count only) answers as single lookups do. */
+static void assert_many_agrees(const mmapper_t *m, const void *const addrs[], size_t n,
+                               bool mapped[], size_t expect)
+{
+    memset(mapped, 0xff, n * sizeof(*mapped));
+    cr_assert_eq(mmapper_is_mapped_many(m, addrs, n, mapped), expect);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(mapped[i], mmapper_is_mapped(m, addrs[i]), "address %zu: %p", i, addrs[i]);
+    cr_assert_eq(mmapper_is_mapped_many(m, addrs, n, NULL), expect);
+}
+
 Test(many, agrees_with_single_lookups)
 {
     struct unit u;
@@ -395,21 +422,15 @@ Test(many, agrees_with_single_lookups)
     static bool mapped[N];
     uint64_t x = 88172645463325252ull;
     for (size_t i = 0; i < N; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        next_random(&x);
         addrs[i] = i % 97 == 0   ? (const void *)(uintptr_t)(x % 4096)
                    : i % 89 == 0 ? (const void *)(uintptr_t)(UINTPTR_MAX - x % 65536)
                                  : base + x % ((chunks + 8) * u.chunk);
     }
-    size_t expect = 0;
-    for (size_t i = 0; i < N; i++)
-        expect += mmapper_is_mapped(u.m, addrs[i]);
+    size_t expect = count_single(u.m, addrs, N);
     cr_assert_gt(expect, N / 10);   /* about 2/9 of 3/4 of the region */
     cr_assert_lt(expect, N / 3);
-    memset(mapped, 0xff, sizeof(mapped));
-    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
-    for (size_t i = 0; i < N; i++)
-        cr_assert_eq(mapped[i], mmapper_is_mapped(u.m, addrs[i]), "address %zu: %p", i, addrs[i]);
-    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, NULL), expect);
+    assert_many_agrees(u.m, addrs, N, mapped, expect);
     /* No system call, and the slabs are where they were. */
     uint64_t calls = test_os_total_calls(&u.tos);
     cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
@@ -472,24 +493,18 @@ Test(many, deep_table_agrees_with_single_lookups)
     static bool mapped[N];
     uint64_t x = 2463534242ull;
     for (size_t i = 0; i < N; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        next_random(&x);
         size_t s = x % (SLABS + 100);   /* some beyond the region */
         /* Half of them at the slab's Mapped chunk (if it has one). */
         size_t c = i % 2 ? s * 37 % SLAB_CHUNKS : (x >> 32) % SLAB_CHUNKS;
         addrs[i] = base + s * slab + c * u.chunk + (x >> 20) % u.chunk;
     }
-    size_t expect = 0;
-    for (size_t i = 0; i < N; i++)
-        expect += mmapper_is_mapped(u.m, addrs[i]);
+    size_t expect = count_single(u.m, addrs, N);
     /* The odd ones hit where the slab has a Mapped chunk (8 slabs in 15):
      * about 0.27 N in all. */
     cr_assert_gt(expect, N / 5);
     cr_assert_lt(expect, N / 2);
-    memset(mapped, 0xff, sizeof(mapped));
-    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, mapped), expect);
-    for (size_t i = 0; i < N; i++)
-        cr_assert_eq(mapped[i], mmapper_is_mapped(u.m, addrs[i]), "address %zu: %p", i, addrs[i]);
-    cr_assert_eq(mmapper_is_mapped_many(u.m, addrs, N, NULL), expect);
+    assert_many_agrees(u.m, addrs, N, mapped, expect);
     cr_assert_eq(mmapper_unmap(u.m, base, bytes), 0);
     unit_teardown(&u);
 }
