@@ -82,6 +82,7 @@ echo "== spin model: seeded bugs"
 mutant LEAVING_AFTER 1
 mutant PUBLISH_EARLY 1
 mutant FAST_TRUSTS_LEAVING 1
+mutant SETTLE_TRUSTS_LEAVING 1
 mutant NO_GRACE 2
 mutant UNPIN_EARLY 2
 mutant NO_DEAD_RECHECK 2

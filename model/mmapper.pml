@@ -412,10 +412,23 @@ inline check_chunks(key, o) {
     gi = 0
 }
 
+/* settle_or_lock (walk.c): a one-chunk call waiting for a contended lock
+ * looks at its chunk, outside any section, the slab pinned; if the holder
+ * has settled it where op wants it (not Unmapped: a dead slab's chunks all
+ * are; not LEAVING), the call is done, and ensure_mapped's caller uses the
+ * memory at once (P2). */
+#ifdef MUT_SETTLE_TRUSTS_LEAVING
+#define SETTLED(op, s) ((s) & 3) != U && NOTHING(op, (s) & 3)
+#else
+#define SETTLED(op, s) ((s) & 3) != U && NOTHING(op, (s) & 3) && !((s) & LEAVING)
+#endif
+
 /* lock_slab: the lookup and a trylock inside a section (under the lock, a
  * dead slab is let go and looked up again); if contended, pin, leave the
- * section, wait for the lock; if missing, get_or_create (pinned) when op
- * creates, else o = NONE (all Unmapped: EINVAL if op is illegal there). */
+ * section, then (one chunk) maybe find it settled, else wait for the lock;
+ * if missing, get_or_create (pinned) when op creates, else o = NONE (all
+ * Unmapped: EINVAL if op is illegal there).  Settled: o = NONE, nothing
+ * held, nothing missing: the walk has nothing to do. */
 inline lock_slab(key, o) {
     do
     :: atomic {
@@ -430,7 +443,7 @@ inline lock_slab(key, o) {
               :: olock[o] == 0 && IS_DEAD(o) -> EXIT                 /* look again */
               :: olock[o] == 0 && !IS_DEAD(o) ->
                  olock[o] = 1; check_chunks(key, o); EXIT; break
-              :: else -> pins[o]++; EXIT; w = 1                    /* slab_pin */
+              :: else -> pins[o]++; EXIT; w = 1; found = 1         /* slab_pin */
               fi
           }
        :: else ->
@@ -440,12 +453,26 @@ inline lock_slab(key, o) {
           fi
        fi;
        if
+       :: w && found && cf == cl ->
+          atomic {                                             /* settle_or_lock */
+              assert(!FREED(o));                                     /* P4 */
+              if
+              :: SETTLED(op, SLOT(o, cf)) ->
+                 assert(op != OP_MAP || kernel[cf] == K_RW);         /* P2 */
+                 pins[o]--; o = NONE; w = 0; found = 0
+              :: else -> found = 0   /* not yet: wait for the lock below */
+              fi
+          };
+          if :: o == NONE -> break :: else fi
+       :: else
+       fi;
+       if
        :: w ->
           EARLY_UNPIN(o);
           atomic {
               olock[o] == 0 -> olock[o] = 1;
               assert(!FREED(o));                                     /* P4 */
-              w = 0;
+              w = 0; found = 0;
               if
               :: IS_DEAD(o) -> olock[o] = 0; UNPIN(o)               /* look again */
               :: else -> UNPIN(o); check_chunks(key, o); break
@@ -690,7 +717,7 @@ inline scan(op) {
 
 proctype thread(byte t; byte prog) {
     byte n, op, cf, cl, k, c, lo, h0 = NONE, h1 = NONE, verdict, lin, pend;
-    bit w, miss, err, create, rm0, rm1, changes, fast;
+    bit w, found, miss, err, create, rm0, rm1, changes, fast;
     for (n : 1 .. OPS) {
         d_step {   /* the call: choice prog % NTOT, then prog / NTOT */
             gi = (n == 1 -> prog % NTOT : prog / NTOT);

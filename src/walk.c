@@ -12,7 +12,8 @@
  * RCU read-side sections here are short and never wait: a lookup, a
  * trylock, a pin.  A writer that must wait for a slab lock pins the slab
  * (so the reclaimer keeps it even if it dies meanwhile), leaves the section,
- * and waits.  A locked slab that is not dead cannot be removed, so no
+ * and waits (a one-chunk call first yields a few times, looking whether the
+ * holder has settled its chunk: settle_or_lock).  A locked slab that is not dead cannot be removed, so no
  * section is needed while the locks are held, and the system calls run
  * outside any section: a grace period never waits for a system call.
  *
@@ -27,6 +28,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 
 #define CHUNK_INDEX_MASK (SLAB_CHUNKS - 1)
@@ -116,6 +118,8 @@ static int scan_window(const mmapper_t *m, enum chunk_op op, struct chunk_range 
 
 struct walk {
     mmapper_t *m;
+    enum chunk_op op;
+    uintptr_t one;                         /* the window's chunk if it has one, else NO_CHUNK */
     unsigned target;                       /* mmapper_state_t after op */
     const struct mmapper_map_opts *opts;
     struct slab *held, *held_last;         /* locked slabs, ascending */
@@ -123,6 +127,13 @@ struct walk {
     enum chunk_action run_act;
     uintptr_t stopped_at;                  /* on error: first chunk not done */
 };
+
+#define NO_CHUNK UINTPTR_MAX
+/* lock_slab's answer when a one-chunk window was settled by the lock's
+ * holder while we waited: nothing left to do. */
+#define SETTLED_BY_HOLDER 1
+/* How often a one-chunk call yields and looks before it sleeps on the lock. */
+#define SETTLE_YIELDS 16
 
 static void hold(struct walk *w, struct slab *s)
 {
@@ -134,11 +145,47 @@ static void hold(struct walk *w, struct slab *s)
     w->held_last = s;
 }
 
+enum settle_wait { SETTLE_DONE, SETTLE_LOCKED, SETTLE_SLEEP };
+
+/*
+ * A one-chunk call that finds its slab locked: most often (threads racing
+ * for the same fresh chunk) the holder is making this very chunk's system
+ * call.  Yield a few times, looking at the chunk, before sleeping on the
+ * lock: with more threads than cores, sleeping waiters queue for wake-ups
+ * one after another, each a futex call, long after the chunk was settled.
+ * s is pinned, so it stays readable even if it dies meanwhile.
+ *
+ * SETTLE_DONE only when the chunk reads, lock-free, as one op leaves alone,
+ * not LEAVING (as in already_done) and not Unmapped.  A slab removed while
+ * we wait keeps its chunks Unmapped (it was removed with none live, and
+ * nobody writes it afterwards), so only a live slab's record can settle
+ * the call, never a dead one's for its successor's chunk.  (Unmapped is
+ * what only unmap leaves alone, and unmap takes the lock.)  The acquire
+ * load pairs with record()'s release, as a lookup's does: the chunk's
+ * memory is there once seen.
+ */
+static enum settle_wait settle_or_lock(struct walk *w, struct slab *s)
+{
+    const chunk_state_t *p = &s->state[w->one & CHUNK_INDEX_MASK];
+    for (int k = 0; k < SETTLE_YIELDS; k++) {
+        sched_yield();
+        unsigned st = atomic_load_explicit(p, memory_order_acquire);
+        if (st != MMAPPER_UNMAPPED && !(st & CHUNK_LEAVING) &&
+            chunk_action(w->op, st) == ACT_NONE)
+            return SETTLE_DONE;
+        if (pthread_mutex_trylock(&s->lock) == 0)
+            return SETTLE_LOCKED;
+    }
+    return SETTLE_SLEEP;
+}
+
 /*
  * Lock the slab of key and add it to the held list, creating it first if
  * `create`; *out = NULL if it does not exist and !create.  Only the lookup,
  * a trylock and a pin happen inside the read-side section; a contended
- * lock is waited for outside it, with the slab pinned.
+ * lock is waited for outside it, with the slab pinned.  For a one-chunk
+ * window, SETTLED_BY_HOLDER (nothing held) if the holder of a contended
+ * lock settled the chunk meanwhile.
  */
 static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **out)
 {
@@ -160,6 +207,7 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
         if (s)
             slab_pin(s);
         rcu_read_exit(fork_reader);
+        enum settle_wait wait = SETTLE_SLEEP;
         if (!s) {
             if (!create) {
                 *out = NULL;
@@ -168,8 +216,16 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
             int err = slab_table_get_or_create(t, key, &s);   /* pinned */
             if (err)
                 return err;
+        } else if (w->one != NO_CHUNK) {
+            wait = settle_or_lock(w, s);
         }
-        pthread_mutex_lock(&s->lock);
+        if (wait == SETTLE_DONE) {
+            slab_unpin(s);
+            *out = NULL;
+            return SETTLED_BY_HOLDER;
+        }
+        if (wait == SETTLE_SLEEP)
+            pthread_mutex_lock(&s->lock);
         if (s->dead) {
             /* Removed while we waited: the table no longer has it, so the
              * next lookup finds its successor or nothing. */
@@ -477,8 +533,8 @@ static bool missing_slab_appeared(const struct walk *w, uintptr_t first_key, uin
 static int walk_window_locked(mmapper_t *m, enum chunk_op op, struct chunk_range r,
                               const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
-    struct walk w = { .m = m, .target = chunk_op_target(op), .opts = o,
-                      .stopped_at = r.first };
+    struct walk w = { .m = m, .op = op, .one = r.end - r.first == 1 ? r.first : NO_CHUNK,
+                      .target = chunk_op_target(op), .opts = o, .stopped_at = r.first };
     enum chunk_action on_unmapped = chunk_action(op, MMAPPER_UNMAPPED);
     bool creates = on_unmapped != ACT_NONE && on_unmapped != ACT_ILLEGAL;
     uintptr_t first_key = r.first >> SLAB_LOG_CHUNKS, last_key = (r.end - 1) >> SLAB_LOG_CHUNKS;
@@ -489,7 +545,11 @@ static int walk_window_locked(mmapper_t *m, enum chunk_op op, struct chunk_range
         err = 0;
         for (uintptr_t key = first_key; key <= last_key && !err; key++) {
             struct slab *s;
-            if ((err = lock_slab(&w, key, creates, &s)) != 0)
+            if ((err = lock_slab(&w, key, creates, &s)) == SETTLED_BY_HOLDER) {
+                release_all(&w);   /* holds nothing: one chunk, one slab */
+                return 0;
+            }
+            if (err)
                 break;
             if (!s) {
                 /* All Unmapped: illegal for op, or nothing to do. */
