@@ -55,6 +55,15 @@ while :; do
         kill "$timer" 2>/dev/null
         wait "$timer" 2>/dev/null
         echo "deadline: $name took $((SECONDS - start)) s of its $deadline s"
+        # Whatever the test left running in its session (a forked child
+        # that outlived a failing parent, say) must not go on spinning and
+        # slow every later test down: it is named, then killed.
+        left=$(ps -o pid=,args= --sid "$pid" 2>/dev/null)
+        if [ -n "$left" ]; then
+            echo "deadline: $name left processes running; killed:"
+            echo "$left" | sed 's/^/    /'
+            kill -KILL -- "-$pid" 2>/dev/null
+        fi
         exit "$status"
     fi
     limit=$deadline
