@@ -528,7 +528,8 @@ static void test_scan_atomic(void)
     CHECK(pthread_create(&t, NULL, flipper_main, &f) == 0, "flipper");
     unsigned wrong = 0, tries = 0;
     double t0 = stress_now();
-    while (atomic_load(&f.rounds) < rounds && stress_now() - t0 < 20.0) {
+    /* At most half the test's deadline: a slow machine gets fewer rounds. */
+    while (atomic_load(&f.rounds) < rounds && stress_now() - t0 < 10.0) {
         wrong += mmapper_protect(f.m, base, n * chunk) != -EINVAL;
         tries++;
     }
