@@ -18,7 +18,7 @@ out=bench/callgrind.out
 instructions() {   # mode calls
     f=$out.$1.$2
     fn=mmapper_is_mapped
-    case $1 in ensure|fresh) fn=mmapper_ensure_mapped ;; esac
+    case $1 in ensure|fresh) fn=mmapper_ensure_mapped ;; many) fn=mmapper_is_mapped_many ;; esac
     $LIBTOOL --mode=execute valgrind --tool=callgrind --collect-atstart=no \
         --toggle-collect=$fn --callgrind-out-file="$f" \
         "$probe" "$2" "$1" >"$f.log" 2>&1 || {
@@ -28,7 +28,7 @@ instructions() {   # mode calls
     sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f"
 }
 
-for mode in hit miss ensure fresh; do
+for mode in hit miss many ensure fresh; do
     n1=$N1 n2=$N2
     # A fresh map costs some thousand instructions and two system calls:
     # fewer calls measure it as well.
@@ -40,6 +40,7 @@ for mode in hit miss ensure fresh; do
     case $mode in
     hit) echo "is_mapped_instructions: $per_call"; hit=$per_call ;;
     miss) echo "is_mapped_miss_instructions: $per_call" ;;
+    many) echo "is_mapped_many_instructions: $per_call (per address, batches of 64)" ;;
     ensure) echo "fast_path_instructions: $per_call (ensure_mapped of one Mapped page)" ;;
     fresh) echo "fresh_map_instructions: $per_call (ensure_mapped of one fresh chunk, user space only)" ;;
     esac

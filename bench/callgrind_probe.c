@@ -1,8 +1,9 @@
 /*
  * The workload bench/callgrind.sh counts: `callgrind_probe N hit|miss|ensure`
  * makes N mmapper_is_mapped calls on mapped (hit) or never-mapped (miss)
- * addresses, N mmapper_ensure_mapped calls of one page already Mapped
- * (ensure), or N mmapper_ensure_mapped calls that each map a fresh chunk
+ * addresses, N lookups of mapped addresses in mmapper_is_mapped_many
+ * batches of MANY_BATCH (many), N mmapper_ensure_mapped calls of one page
+ * already Mapped (ensure), or N mmapper_ensure_mapped calls that each map a fresh chunk
  * (fresh: rounds of FRESH_ROUND chunks of one slab, unmapped between
  * rounds, as bench/ fresh-disjoint does; the unmap is not counted).  The
  * script runs it for two N and divides the difference in instructions by
@@ -20,14 +21,16 @@
 #define ADDRS 1024
 #define CHUNKS 64
 #define FRESH_ROUND 32
+#define MANY_BATCH 64
 
 static volatile unsigned long sink;
 
 int main(int argc, char **argv)
 {
     if (argc != 3 || (strcmp(argv[2], "hit") && strcmp(argv[2], "miss") &&
-                      strcmp(argv[2], "ensure") && strcmp(argv[2], "fresh"))) {
-        fprintf(stderr, "usage: callgrind_probe N hit|miss|ensure|fresh\n");
+                      strcmp(argv[2], "ensure") && strcmp(argv[2], "fresh") &&
+                      strcmp(argv[2], "many"))) {
+        fprintf(stderr, "usage: callgrind_probe N hit|miss|ensure|fresh|many\n");
         return 2;
     }
     unsigned long n = strtoul(argv[1], NULL, 0);
@@ -67,7 +70,15 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < ADDRS; i++)
         addrs[i] = base + (i * 7919u % CHUNKS) * chunk + i * 64;
     unsigned long hits = 0;
-    for (unsigned long i = 0; i < n; i++)
+    if (!strcmp(argv[2], "many")) {   /* N rounded down to whole batches */
+        static const void *words[ADDRS];
+        for (unsigned i = 0; i < ADDRS; i++)
+            words[i] = (const void *)addrs[i];
+        n -= n % MANY_BATCH;
+        for (unsigned long i = 0; i < n; i += MANY_BATCH)
+            hits += mmapper_is_mapped_many(m, words + i % ADDRS, MANY_BATCH, NULL);
+    }
+    for (unsigned long i = 0; i < n && strcmp(argv[2], "many"); i++)
         hits += ensure ? mmapper_ensure_mapped(m, (void *)addrs[i % ADDRS], 4096, NULL) == 0
                        : mmapper_is_mapped(m, (const void *)addrs[i % ADDRS]);
     sink = hits;
