@@ -23,7 +23,8 @@ struct mm_os {
     struct mm_counters *counters;
     size_t page_size;
     /* The caller's own layer: its functions may be cancellation points.
-     * The kernel's layer makes raw system calls, none of which is. */
+     * The kernel's layer calls glibc's mmap, mprotect, munmap, madvise and
+     * prctl, none of which is one. */
     bool cancel_points;
     bool names_disabled;              /* by configuration */
     atomic_bool names_unsupported;    /* the kernel said EINVAL once */

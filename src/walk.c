@@ -12,8 +12,9 @@
  * RCU read-side sections here are short and never wait: a lookup, a
  * trylock, a pin.  A writer that must wait for a slab lock pins the slab
  * (so the reclaimer keeps it even if it dies meanwhile), leaves the section,
- * and waits (a one-chunk call first yields a few times, looking whether the
- * holder has settled its chunk: settle_or_lock).  A locked slab that is not dead cannot be removed, so no
+ * and waits (in a one-chunk window it first yields a few times, trying the
+ * lock and looking whether the holder has settled its chunk:
+ * settle_or_lock).  A locked slab that is not dead cannot be removed, so no
  * section is needed while the locks are held, and the system calls run
  * outside any section: a grace period never waits for a system call.
  *
@@ -148,7 +149,7 @@ static void hold(struct walk *w, struct slab *s)
 enum settle_wait { SETTLE_DONE, SETTLE_LOCKED, SETTLE_SLEEP };
 
 /*
- * A one-chunk call that finds its slab locked: most often (threads racing
+ * A one-chunk window whose slab is locked: most often (threads racing
  * over a slab's fresh chunks) the holder is making one system call for a
  * chunk of the same slab, and the lock is free again within a system
  * call's time.  Yield a few times, trying the lock and looking at our chunk
@@ -221,7 +222,9 @@ static int lock_slab(struct walk *w, uintptr_t key, bool create, struct slab **o
             int err = slab_table_get_or_create(t, key, &s);   /* pinned */
             if (err)
                 return err;
-        } else if (w->one != NO_CHUNK) {
+        } else if (w->one != NO_CHUNK && !w->m->block_signals) {
+            /* (With block_signals a waiter sleeps at once, as before: its
+             * signals stay blocked no longer than the holder's call.) */
             wait = settle_or_lock(w, s);
         }
         if (wait == SETTLE_DONE) {

@@ -66,9 +66,13 @@ struct gate_os {
     _Atomic bool cancel_point;     /* wait with nanosleep, a cancellation point */
 };
 
+/* hold_addr value: hold the next mmap the kernel places (address NULL). */
+#define HOLD_ANYWHERE ((uintptr_t)1)
+
 static void gate(struct gate_os *g, void *addr)
 {
-    if (!atomic_load(&g->hold_addr) || (uintptr_t)addr != atomic_load(&g->hold_addr))
+    uintptr_t hold = atomic_load(&g->hold_addr);
+    if (!hold || (uintptr_t)addr != (hold == HOLD_ANYWHERE ? 0 : hold))
         return;
     atomic_store(&g->hold_addr, 0);
     atomic_store(&g->held, true);
@@ -335,6 +339,14 @@ static int do_reclaim(struct call *c)
     return mmapper_reclaim_wait(c->m);
 }
 
+static int do_anywhere(struct call *c)
+{
+    void *p = NULL;
+    int rc = mmapper_quarantine_anywhere(c->m, c->bytes, NULL, &p);
+    c->addr = p;
+    return rc;
+}
+
 static void test_slow_syscall(void)
 {
     struct gate_os g;
@@ -431,7 +443,27 @@ static void test_cancel(void)
     wait_until(&again.done, "a grace period after a thread was cancelled in one");
     pthread_join(again.thread, NULL);
     churn_slabs(m, base, 2);
-    stress_summary("cancel: transitions and grace periods work after both cancellations");
+
+    /* (c) Cancelled while quarantine_anywhere's reservation sits in the
+     * layer: the call completes and records the range (a cancel there
+     * would leak the reservation). */
+    atomic_store(&g.release, false);
+    atomic_store(&g.held, false);
+    atomic_store(&g.hold_addr, HOLD_ANYWHERE);
+    call_start(&c, m, do_anywhere, NULL, 4 * chunk);
+    wait_until(&g.held, "quarantine_anywhere to reach its mmap");
+    CHECK(pthread_cancel(c.thread) == 0, "pthread_cancel");
+    sleep_ms(20);
+    atomic_store(&g.release, true);
+    pthread_join(c.thread, &ret);
+    CHECK(atomic_load(&c.done), "quarantine_anywhere was cancelled part-way through");
+    CHECK_RC(c.rc, 0, "cancelled thread's quarantine_anywhere");
+    for (size_t k = 0; k < 4; k++)
+        CHECK(mmapper_state(m, c.addr + k * chunk) == MMAPPER_QUARANTINED,
+              "chunk %zu of the cancelled call's range is not recorded", k);
+    stress_check_maps(m, c.addr, 4 * chunk, true, "after the cancelled quarantine_anywhere");
+    CHECK_RC(mmapper_unmap(m, c.addr, 4 * chunk), 0, "unmap the cancelled call's range");
+    stress_summary("cancel: transitions and grace periods work after all three cancellations");
     mmapper_destroy(m);
 }
 

@@ -505,6 +505,13 @@ Test(many, deep_table_agrees_with_single_lookups)
     cr_assert_gt(expect, N / 5);
     cr_assert_lt(expect, N / 2);
     assert_many_agrees(u.m, addrs, N, mapped, expect);
+    /* Batches shorter than the pipeline: fewer addresses than its stages
+     * are apart (8) and than its ring (16), and just past them. */
+    static const size_t short_n[] = { 1, 2, 7, 8, 9, 15, 16, 17, 24, 33 };
+    for (size_t k = 0; k < sizeof(short_n) / sizeof(*short_n); k++)
+        for (size_t at = 0; at < 64; at += 13)
+            assert_many_agrees(u.m, addrs + at, short_n[k], mapped,
+                               count_single(u.m, addrs + at, short_n[k]));
     cr_assert_eq(mmapper_unmap(u.m, base, bytes), 0);
     unit_teardown(&u);
 }
