@@ -45,6 +45,21 @@ setsid "$@" &
 pid=$!
 start=$SECONDS
 
+# Every process of the test's session and their descendants: a process
+# group is not enough (Criterion's runner leads a group of its own, and its
+# workers a session of their own).  Collected before anything is killed,
+# since an orphan is re-parented away.
+family() {
+    local all next p
+    all=$(ps -o pid= --sid "$pid" 2>/dev/null | tr -s ' \n' ' ')
+    next=$all
+    while [ -n "${next// /}" ]; do
+        next=$(for p in $next; do ps -o pid= --ppid "$p" 2>/dev/null; done | tr -s ' \n' ' ')
+        all="$all $next"
+    done
+    echo $all
+}
+
 while :; do
     sleep 1 &
     timer=$!
@@ -58,11 +73,11 @@ while :; do
         # Whatever the test left running in its session (a forked child
         # that outlived a failing parent, say) must not go on spinning and
         # slow every later test down: it is named, then killed.
-        left=$(ps -o pid=,args= --sid "$pid" 2>/dev/null)
+        left=$(family)
         if [ -n "$left" ]; then
             echo "deadline: $name left processes running; killed:"
-            echo "$left" | sed 's/^/    /'
-            kill -KILL -- "-$pid" 2>/dev/null
+            ps -o pid=,args= -p "${left// /,}" 2>/dev/null | sed 's/^/    /'
+            kill -KILL $left 2>/dev/null
         fi
         exit "$status"
     fi
@@ -76,10 +91,10 @@ deadline=$((SECONDS - start))
 mkdir -p "${marker%/*}" 2>/dev/null && : > "$marker"
 
 echo "DEADLINE: $name still running after $deadline s: it hangs; backtraces follow"
-pids=$(ps -o pid= --sid "$pid" 2>/dev/null)
-kill -STOP -- "-$pid" 2>/dev/null   # freeze the group: one consistent picture
+pids=$(family)
+kill -STOP $pids 2>/dev/null   # freeze them all: one consistent picture
 sh "$dumper" $pids
-kill -KILL -- "-$pid" 2>/dev/null
+kill -KILL $pids 2>/dev/null
 wait "$pid" 2>/dev/null
 echo "DEADLINE: $name killed after $deadline s"
 exit 1
