@@ -376,12 +376,9 @@ MMAPPER_API int mmapper_quarantine_anywhere(mmapper_t *m, size_t bytes,
     /* A caller's OS layer may be a cancellation point: a cancel between
      * the reservation and its record would leak the range (walk() defers
      * cancellation for itself, too late for the calls before it). */
-    int cancel_state;
-    if (m->os.cancel_points)
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    struct os_cancel cancel = os_cancel_defer(&m->os);
     err = quarantine_anywhere(m, bytes, o, out);
-    if (m->os.cancel_points)
-        pthread_setcancelstate(cancel_state, NULL);
+    os_cancel_restore(cancel);
     return err;
 }
 

@@ -11,6 +11,7 @@
 #ifndef MMAPPER_OS_H
 #define MMAPPER_OS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +31,30 @@ struct mm_os {
     atomic_bool names_unsupported;    /* the kernel said EINVAL once */
     atomic_bool huge_unsupported;     /* likewise for huge-page advice */
 };
+
+/* Cancellation deferred around calls into a caller's OS layer, whose
+ * functions may be cancellation points (a thread cancelled there would
+ * leave locks held or a range unrecorded); with the kernel's layer nothing
+ * is done (glibc's setcancelstate is an atomic compare-and-swap each).
+ *     struct os_cancel c = os_cancel_defer(os); ... os_cancel_restore(c); */
+struct os_cancel {
+    bool deferred;
+    int old_state;
+};
+
+static inline struct os_cancel os_cancel_defer(const struct mm_os *os)
+{
+    struct os_cancel c = { .deferred = os->cancel_points };
+    if (c.deferred)
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &c.old_state);
+    return c;
+}
+
+static inline void os_cancel_restore(struct os_cancel c)
+{
+    if (c.deferred)
+        pthread_setcancelstate(c.old_state, NULL);
+}
 
 void os_init(struct mm_os *os, const struct mmapper_os *sys,
              struct mm_counters *counters, bool disable_names);

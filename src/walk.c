@@ -700,13 +700,8 @@ int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
          const struct mmapper_map_opts *o, uintptr_t *stopped_at)
 {
     /* Nothing below is a cancellation point, but a caller's OS layer may
-     * be: a thread cancelled there would leave slab locks held.  (With the
-     * kernel's layer the two calls are skipped: in glibc each is an atomic
-     * compare-and-swap, a tenth of our own work on a fresh map.) */
-    int cancel_state;
-    bool cancel_points = m->os.cancel_points;
-    if (cancel_points)
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+     * be: a thread cancelled there would leave slab locks held. */
+    struct os_cancel cancel = os_cancel_defer(&m->os);
     int err = 0;
     if (sparse_unmap(m, op, r)) {
         err = unmap_sparse(m, r);
@@ -726,7 +721,6 @@ int walk(mmapper_t *m, enum chunk_op op, struct chunk_range r,
             c = stop;
         }
     }
-    if (cancel_points)
-        pthread_setcancelstate(cancel_state, NULL);
+    os_cancel_restore(cancel);
     return err;
 }
